@@ -1,0 +1,393 @@
+//! HTTP ⇄ domain translation for the connector API (API Gateway HTTP API, payload v2).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+use shared::connectors::{ConnectorService, ServiceError};
+use shared::domain::connector::ConnectorView;
+use shared::domain::field::FieldError;
+use shared::error::{SecretError, StoreError};
+use shared::ports::{ConnectorStore, SecretStore};
+
+use crate::routes::{self, Action, RouteError};
+
+/// Larger bodies are refused before parsing: a connector is a few KiB even with a PGP key.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub const DEFAULT_PAGE_SIZE: u32 = 25;
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+pub struct App<S, K> {
+    service: ConnectorService<S, K>,
+    tenant_claim: String,
+}
+
+/// An error response: status, stable machine code, message, and the offending fields.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    fields: Vec<FieldError>,
+    details: Option<(&'static str, Value)>,
+    allow: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            fields: Vec::new(),
+            details: None,
+            allow: None,
+        }
+    }
+
+    fn invalid(fields: Vec<FieldError>) -> Self {
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            format!("{} field(s) are invalid; see fields", fields.len()),
+        );
+        e.fields = fields;
+        e
+    }
+
+    fn field(status: StatusCode, code: &'static str, field: &str, rule: &str) -> Self {
+        let mut e = Self::new(status, code, format!("{field} {rule}"));
+        e.fields = vec![FieldError::new(field, rule)];
+        e
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if !self.fields.is_empty() {
+            error["fields"] = json!(self.fields);
+        }
+        if let Some((key, value)) = self.details {
+            error[key] = value;
+        }
+        let mut response = json_response(self.status, &json!({ "error": error }));
+        if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        response
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(fields) => ApiError::invalid(fields),
+            ServiceError::NotFound => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", "connector not found")
+            }
+            ServiceError::Overlap {
+                other_connector_id,
+                message,
+            } => {
+                let mut e = ApiError::new(StatusCode::CONFLICT, "prefix_overlap", message);
+                e.details = Some(("conflicting_connector_id", json!(other_connector_id)));
+                e
+            }
+            ServiceError::VersionMismatch { current } => {
+                let mut e = ApiError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "version_mismatch",
+                    format!(
+                        "the connector changed since you read it: it is at version {current}; GET it, re-apply your change and send If-Match: {current}"
+                    ),
+                );
+                e.details = Some(("current_version", json!(current)));
+                e
+            }
+            ServiceError::Store(StoreError::Aws(aws))
+            | ServiceError::Secret(SecretError::Aws(aws))
+                if aws.retryable =>
+            {
+                tracing::warn!(error = %aws, "transient AWS failure");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "a backing service is busy; retry in a few seconds",
+                )
+            }
+            other => {
+                tracing::error!(error = %other, "request failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the request failed on our side; it is logged, and retrying later is safe",
+                )
+            }
+        }
+    }
+}
+
+fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
+    let text = serde_json::to_string(body).expect("response bodies always serialize");
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::Text(text))
+        .expect("static headers are valid")
+}
+
+fn connector_response(status: StatusCode, view: &ConnectorView) -> Response<Body> {
+    let mut response = json_response(status, view);
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", view.version)) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+impl<S: ConnectorStore, K: SecretStore> App<S, K> {
+    pub fn new(service: ConnectorService<S, K>, tenant_claim: String) -> Self {
+        Self {
+            service,
+            tenant_claim,
+        }
+    }
+
+    /// Never fails the invocation: every outcome is an HTTP response.
+    pub async fn handle(&self, request: Request) -> Result<Response<Body>, lambda_http::Error> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let response = match self.dispatch(request).await {
+            Ok(response) => response,
+            Err(e) => e.into_response(),
+        };
+        tracing::info!(%method, %path, status = response.status().as_u16(), "request");
+        Ok(response)
+    }
+
+    async fn dispatch(&self, request: Request) -> Result<Response<Body>, ApiError> {
+        let tenant = tenant_of(&request, &self.tenant_claim)?;
+        let matched =
+            routes::match_route(request.method(), request.uri().path()).map_err(|e| match e {
+                RouteError::NotFound => {
+                    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+                }
+                RouteError::MethodNotAllowed { allowed } => {
+                    let allowed: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+                    let mut e = ApiError::new(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "method_not_allowed",
+                        format!("use one of {}", allowed.join(", ")),
+                    );
+                    e.allow = Some(allowed.join(", "));
+                    e
+                }
+            })?;
+        let id = matched.connector_id.as_deref().unwrap_or_default();
+        let service = &self.service;
+        match matched.action {
+            Action::CreateConnector => {
+                let body = json_body(&request)?;
+                let created = service.create(&tenant, body).await?;
+                let mut response =
+                    connector_response(StatusCode::CREATED, &ConnectorView::from(&created));
+                if let Ok(location) =
+                    HeaderValue::from_str(&format!("/connectors/{}", created.connector_id))
+                {
+                    response.headers_mut().insert(header::LOCATION, location);
+                }
+                Ok(response)
+            }
+            Action::ListConnectors => {
+                let (limit, after) = list_params(&request)?;
+                let page = service.list(&tenant, limit, after.as_deref()).await?;
+                let items: Vec<ConnectorView> =
+                    page.items.iter().map(ConnectorView::from).collect();
+                let next_token = page.next.map(|id| URL_SAFE_NO_PAD.encode(id));
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"items": items, "next_token": next_token}),
+                ))
+            }
+            Action::GetConnector => {
+                let connector = service.get(&tenant, id).await?;
+                Ok(connector_response(
+                    StatusCode::OK,
+                    &ConnectorView::from(&connector),
+                ))
+            }
+            Action::UpdateConnector => {
+                let expected = if_match(&request)?.ok_or_else(|| {
+                    ApiError::field(
+                        StatusCode::PRECONDITION_REQUIRED,
+                        "precondition_required",
+                        "If-Match",
+                        "header is required: send the version (ETag) you read, so concurrent edits are not lost",
+                    )
+                })?;
+                let body = json_body(&request)?;
+                let updated = service.update(&tenant, id, expected, body).await?;
+                Ok(connector_response(
+                    StatusCode::OK,
+                    &ConnectorView::from(&updated),
+                ))
+            }
+            Action::DeleteConnector => {
+                let expected = if_match(&request)?;
+                service.delete(&tenant, id, expected).await?;
+                Ok(Response::builder()
+                    .status(StatusCode::NO_CONTENT)
+                    .body(Body::Empty)
+                    .expect("static response"))
+            }
+            Action::GetSetup => {
+                let setup = service.setup(&tenant, id).await?;
+                Ok(json_response(StatusCode::OK, &setup))
+            }
+        }
+    }
+}
+
+/// The tenant, only from the JWT authorizer's claims that API Gateway verified; never from a
+/// header or the body.
+pub fn tenant_of(request: &Request, claim: &str) -> Result<String, ApiError> {
+    let unauthenticated = |why: &str| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            format!("{why}; sign in and send a valid bearer token"),
+        )
+    };
+    let claims = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .map(|jwt| &jwt.claims),
+        _ => None,
+    };
+    let claims = claims.ok_or_else(|| unauthenticated("no verified identity on the request"))?;
+    let tenant = claims
+        .get(claim)
+        .ok_or_else(|| unauthenticated(&format!("the token has no {claim} claim")))?;
+    let well_formed = (1..=128).contains(&tenant.len())
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '@'));
+    if !well_formed {
+        return Err(unauthenticated(&format!("the {claim} claim is malformed")));
+    }
+    Ok(tenant.clone())
+}
+
+/// The body as a JSON value: 413 past the size limit, 400 for anything but JSON.
+pub fn json_body(request: &Request) -> Result<Value, ApiError> {
+    let bytes: &[u8] = match request.body() {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => &[],
+    };
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the body is {} bytes; the limit is {MAX_BODY_BYTES}",
+                bytes.len()
+            ),
+        ));
+    }
+    if bytes.is_empty() {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "body",
+            "is required: send a JSON object",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "body",
+            &format!("must be JSON: {e}"),
+        )
+    })
+}
+
+/// `If-Match` as a version: `3`, `"3"` or `W/"3"`.
+pub fn if_match(request: &Request) -> Result<Option<u64>, ApiError> {
+    let Some(value) = request.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "invalid_header",
+                "If-Match",
+                "must be the connector's version, e.g. \"3\" (its ETag)",
+            )
+        })
+}
+
+/// `limit` (1–100) and `next_token` (opaque, from the previous page).
+pub fn list_params(request: &Request) -> Result<(u32, Option<String>), ApiError> {
+    let query = request.query_string_parameters_ref();
+    let mut errors = Vec::new();
+    let limit = match query.and_then(|q| q.first("limit")) {
+        None => DEFAULT_PAGE_SIZE,
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+            _ => {
+                errors.push(FieldError::new(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+                ));
+                DEFAULT_PAGE_SIZE
+            }
+        },
+    };
+    let after = match query.and_then(|q| q.first("next_token")) {
+        None => None,
+        Some(token) => {
+            let decoded = URL_SAFE_NO_PAD
+                .decode(token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|id| is_connector_id(id));
+            if decoded.is_none() {
+                errors.push(FieldError::new(
+                    "next_token",
+                    "is not a token this API issued; pass next_token from the previous page unchanged",
+                ));
+            }
+            decoded
+        }
+    };
+    if errors.is_empty() {
+        Ok((limit, after))
+    } else {
+        Err(ApiError::invalid(errors))
+    }
+}
+
+fn is_connector_id(id: &str) -> bool {
+    id.strip_prefix("con_").is_some_and(|rest| {
+        !rest.is_empty() && rest.len() <= 64 && rest.chars().all(|c| c.is_ascii_alphanumeric())
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+//! Handler tests driven by the sample events in `events/connector-api/`. They cover everything
+//! decided before the first AWS call (identity, routing, body and header parsing, validation);
+//! the AWS-backed paths are exercised against the local stack in `tests/`.
+
+use super::*;
+use shared::adapters::dynamodb::DynamoConnectorStore;
+use shared::adapters::secrets_manager::SecretsManagerStore;
+use shared::domain::setup::PlatformIdentity;
+
+fn event_text(name: &str) -> String {
+    let path = format!(
+        "{}/../../events/connector-api/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn event(name: &str) -> Request {
+    lambda_http::request::from_str(&event_text(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The real adapters, pointed at an address nothing listens on: the cases below must answer
+/// before any AWS call, and would fail loudly if one were made.
+fn app() -> App<DynamoConnectorStore, SecretsManagerStore> {
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url("http://127.0.0.1:9")
+        .build();
+    let service = ConnectorService::new(
+        DynamoConnectorStore::new(shared::aws::dynamodb_client(&sdk), "connectors"),
+        SecretsManagerStore::new(shared::aws::secrets_client(&sdk)),
+        "test/connectors/".into(),
+        PlatformIdentity {
+            principal_arn: "arn:aws:iam::123456789012:role/connector-access".into(),
+            web_identity_provider: "oidc.example.com".into(),
+            web_identity_audience: "sts.amazonaws.com".into(),
+            ingest_queue_arn: "arn:aws:sqs:us-east-1:123456789012:ingest".into(),
+        },
+    );
+    App::new(service, "tenant_id".into())
+}
+
+async fn respond(request: Request) -> (StatusCode, Value) {
+    let response = app().handle(request).await.expect("handler never fails");
+    let status = response.status();
+    let body = match response.body() {
+        Body::Text(t) => serde_json::from_str(t).expect("JSON body"),
+        Body::Empty => Value::Null,
+        other => panic!("unexpected body {other:?}"),
+    };
+    (status, body)
+}
+
+fn field_names(body: &Value) -> Vec<String> {
+    body["error"]["fields"]
+        .as_array()
+        .map(|fields| {
+            fields
+                .iter()
+                .map(|f| f["field"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn answers_before_any_aws_call() {
+    // (event file, status, error code, fields named in the error)
+    let cases: &[(&str, u16, &str, &[&str])] = &[
+        ("create-no-claims", 401, "unauthenticated", &[]),
+        ("create-no-tenant-claim", 401, "unauthenticated", &[]),
+        ("create-not-json", 400, "invalid_json", &["body"]),
+        (
+            "create-invalid-fields",
+            400,
+            "validation_failed",
+            &[
+                "external_id",
+                "name",
+                "bucket",
+                "region",
+                "prefix",
+                "auth.role_arn",
+                "schedule",
+                "export.format.delimiter",
+                "export.key_template",
+                "export.max_file_size_mb",
+                "colour",
+            ],
+        ),
+        (
+            "list-bad-params",
+            400,
+            "validation_failed",
+            &["limit", "next_token"],
+        ),
+        (
+            "update-without-if-match",
+            428,
+            "precondition_required",
+            &["If-Match"],
+        ),
+        ("unknown-route", 404, "not_found", &[]),
+    ];
+    for (name, status, code, fields) in cases {
+        let (got_status, body) = respond(event(name)).await;
+        assert_eq!(got_status.as_u16(), *status, "{name}: {body}");
+        assert_eq!(body["error"]["code"], *code, "{name}: {body}");
+        let got_fields = field_names(&body);
+        for field in *fields {
+            assert!(
+                got_fields.iter().any(|f| f == field),
+                "{name}: expected a rule for {field}, got {got_fields:?}"
+            );
+        }
+        if !fields.is_empty() {
+            for f in body["error"]["fields"].as_array().unwrap() {
+                assert!(
+                    !f["rule"].as_str().unwrap().is_empty(),
+                    "{name}: every field names its rule"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn bodies_over_64_kib_are_refused_with_413() {
+    let mut raw: Value = serde_json::from_str(&event_text("create-export-role")).unwrap();
+    let mut body: Value = serde_json::from_str(raw["body"].as_str().unwrap()).unwrap();
+    body["name"] = json!("x".repeat(MAX_BODY_BYTES));
+    raw["body"] = json!(body.to_string());
+    let request = lambda_http::request::from_str(&raw.to_string()).unwrap();
+    let (status, body) = respond(request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["error"]["code"], "payload_too_large");
+}
+
+#[tokio::test]
+async fn wrong_method_lists_the_allowed_ones() {
+    let mut raw: Value = serde_json::from_str(&event_text("get-connector")).unwrap();
+    raw["requestContext"]["http"]["method"] = json!("PUT");
+    let request = lambda_http::request::from_str(&raw.to_string()).unwrap();
+    let response = app().handle(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()[header::ALLOW], "GET, PATCH, DELETE");
+}
+
+#[test]
+fn tenant_comes_only_from_verified_claims() {
+    assert_eq!(
+        tenant_of(&event("create-export-role"), "tenant_id").unwrap(),
+        "acme"
+    );
+    // A tenant header is ignored: identity is what the authorizer verified.
+    let mut raw: Value = serde_json::from_str(&event_text("create-no-claims")).unwrap();
+    raw["headers"]["x-tenant-id"] = json!("acme");
+    let request = lambda_http::request::from_str(&raw.to_string()).unwrap();
+    assert_eq!(
+        tenant_of(&request, "tenant_id").unwrap_err().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // The claim name is configurable.
+    assert!(tenant_of(&event("create-export-role"), "org").is_err());
+    let mut raw: Value = serde_json::from_str(&event_text("create-export-role")).unwrap();
+    for bad in ["", "a/b", "acme tenant", &"t".repeat(129)] {
+        raw["requestContext"]["authorizer"]["jwt"]["claims"]["tenant_id"] = json!(bad);
+        let request = lambda_http::request::from_str(&raw.to_string()).unwrap();
+        assert!(tenant_of(&request, "tenant_id").is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn base64_bodies_decode_to_the_same_json() {
+    let plain = json_body(&event("create-export-role")).unwrap();
+    let encoded = json_body(&event("create-base64-body")).unwrap();
+    assert_eq!(plain, encoded);
+    assert_eq!(plain["bucket"], "acme-data-exports");
+}
+
+#[test]
+fn if_match_accepts_etag_forms() {
+    let cases: &[(&str, Option<u64>)] =
+        &[("\"1\"", Some(1)), ("7", Some(7)), ("W/\"12\"", Some(12))];
+    let raw: Value = serde_json::from_str(&event_text("delete-connector")).unwrap();
+    for (header_value, expected) in cases {
+        let mut raw = raw.clone();
+        raw["headers"]["if-match"] = json!(header_value);
+        let request = lambda_http::request::from_str(&raw.to_string()).unwrap();
+        assert_eq!(if_match(&request).unwrap(), *expected, "{header_value}");
+    }
+    let mut bad = raw.clone();
+    bad["headers"]["if-match"] = json!("*");
+    let request = lambda_http::request::from_str(&bad.to_string()).unwrap();
+    assert_eq!(
+        if_match(&request).unwrap_err().status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(if_match(&event("update-without-if-match")).unwrap(), None);
+}
+
+#[test]
+fn page_tokens_round_trip_and_reject_forgeries() {
+    let token = URL_SAFE_NO_PAD.encode("con_0193abc");
+    let mut raw: Value = serde_json::from_str(&event_text("list-connectors")).unwrap();
+    raw["rawQueryString"] = json!(format!("limit=2&next_token={token}"));
+    let request = lambda_http::request::from_str(&raw.to_string()).unwrap();
+    assert_eq!(
+        list_params(&request).unwrap(),
+        (2, Some("con_0193abc".to_owned()))
+    );
+    assert_eq!(list_params(&event("list-connectors")).unwrap(), (2, None));
+    for forged in [
+        URL_SAFE_NO_PAD.encode("acme#con_1"),
+        URL_SAFE_NO_PAD.encode("con_"),
+    ] {
+        raw["rawQueryString"] = json!(format!("next_token={forged}"));
+        let request = lambda_http::request::from_str(&raw.to_string()).unwrap();
+        assert!(list_params(&request).is_err(), "{forged}");
+    }
+}
+
+#[test]
+fn every_sample_event_is_a_valid_request() {
+    let dir = format!("{}/../../events/connector-api", env!("CARGO_MANIFEST_DIR"));
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        count += 1;
+    }
+    assert!(count >= 10, "sample events found: {count}");
+}

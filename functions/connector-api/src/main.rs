@@ -1,0 +1,29 @@
+//! Connector setup API behind API Gateway (HTTP API, JWT authorizer).
+
+use lambda_http::{Error, Request, run, service_fn};
+use shared::adapters::dynamodb::DynamoConnectorStore;
+use shared::adapters::secrets_manager::SecretsManagerStore;
+use shared::config::Settings;
+use shared::connectors::ConnectorService;
+
+mod handler;
+mod routes;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let settings = Settings::from_env()?;
+    let sdk = shared::aws::load_sdk_config().await;
+    let service = ConnectorService::new(
+        DynamoConnectorStore::new(
+            shared::aws::dynamodb_client(&sdk),
+            &settings.connectors_table,
+        ),
+        SecretsManagerStore::new(shared::aws::secrets_client(&sdk)),
+        settings.secrets_prefix.clone(),
+        settings.platform.clone(),
+    );
+    let app = handler::App::new(service, settings.tenant_claim.clone());
+    let app = &app;
+    run(service_fn(move |request: Request| app.handle(request))).await
+}

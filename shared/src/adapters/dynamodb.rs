@@ -1,0 +1,214 @@
+//! The connectors table in DynamoDB. Every access is by key or index: never a Scan.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::domain::connector::Connector;
+use crate::error::{AwsCallError, StoreError};
+use crate::ports::{ConnectorStore, Page};
+
+pub const BY_BUCKET_INDEX: &str = "by-bucket";
+pub const BY_DUE_INDEX: &str = "by-due";
+
+#[derive(Clone)]
+pub struct DynamoConnectorStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoConnectorStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn key(tenant_id: &str, connector_id: &str) -> Item {
+    HashMap::from([
+        (
+            "tenant_id".to_owned(),
+            AttributeValue::S(tenant_id.to_owned()),
+        ),
+        (
+            "connector_id".to_owned(),
+            AttributeValue::S(connector_id.to_owned()),
+        ),
+    ])
+}
+
+fn to_item(connector: &Connector) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(connector).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_item(item: Item) -> Result<Connector, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn version_value(version: u64) -> AttributeValue {
+    AttributeValue::N(version.to_string())
+}
+
+impl ConnectorStore for DynamoConnectorStore {
+    async fn get(
+        &self,
+        tenant_id: &str,
+        connector_id: &str,
+    ) -> Result<Option<Connector>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant_id, connector_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsCallError::from_sdk("dynamodb", "GetItem", &e))?;
+        out.item.map(from_item).transpose()
+    }
+
+    async fn list(
+        &self,
+        tenant_id: &str,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<Page<Connector>, StoreError> {
+        // One extra item tells whether another page exists, so the last page has no token.
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("tenant_id = :t")
+            .expression_attribute_values(":t", AttributeValue::S(tenant_id.to_owned()))
+            .consistent_read(true)
+            .limit(i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX));
+        if let Some(after) = after {
+            request = request.set_exclusive_start_key(Some(key(tenant_id, after)));
+        }
+        let out = request
+            .send()
+            .await
+            .map_err(|e| AwsCallError::from_sdk("dynamodb", "Query", &e))?;
+        let mut items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|c| c.connector_id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn list_by_bucket(&self, bucket: &str) -> Result<Vec<Connector>, StoreError> {
+        let mut connectors = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_BUCKET_INDEX)
+                .key_condition_expression("bucket = :b")
+                .expression_attribute_values(":b", AttributeValue::S(bucket.to_owned()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| AwsCallError::from_sdk("dynamodb", "Query", &e))?;
+            for item in out.items.unwrap_or_default() {
+                connectors.push(from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(connectors),
+            }
+        }
+    }
+
+    async fn create(&self, connector: &Connector) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(connector)?))
+            .condition_expression("attribute_not_exists(connector_id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::AlreadyExists)
+            }
+            Err(e) => Err(AwsCallError::from_sdk("dynamodb", "PutItem", &e).into()),
+        }
+    }
+
+    async fn replace(
+        &self,
+        connector: &Connector,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(connector)?))
+            .condition_expression("version = :expected")
+            .expression_attribute_values(":expected", version_value(expected_version))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::VersionConflict {
+                    expected: expected_version,
+                })
+            }
+            Err(e) => Err(AwsCallError::from_sdk("dynamodb", "PutItem", &e).into()),
+        }
+    }
+
+    async fn delete(
+        &self,
+        tenant_id: &str,
+        connector_id: &str,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant_id, connector_id)))
+            .condition_expression("version = :expected")
+            .expression_attribute_values(":expected", version_value(expected_version))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::VersionConflict {
+                    expected: expected_version,
+                })
+            }
+            Err(e) => Err(AwsCallError::from_sdk("dynamodb", "DeleteItem", &e).into()),
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! SDK configuration and clients, built once per cold start and shared by every invocation.
+
+use aws_config::SdkConfig;
+
+/// Loads the default chain (Lambda role in AWS; `AWS_ENDPOINT_URL` and keys from the
+/// environment locally).
+pub async fn load_sdk_config() -> SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// True when an endpoint override points the SDK at a local AWS-compatible server.
+pub fn uses_custom_endpoint(config: &SdkConfig) -> bool {
+    config.endpoint_url().is_some()
+}
+
+/// S3 client; path-style addressing when a custom endpoint is set, since local servers on
+/// 127.0.0.1 cannot serve virtual-hosted bucket names (there is no env var for this).
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let s3_config = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(uses_custom_endpoint(config))
+        .build();
+    aws_sdk_s3::Client::from_conf(s3_config)
+}
+
+pub fn dynamodb_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(config)
+}
+
+pub fn secrets_client(config: &SdkConfig) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(config)
+}
+
+pub fn sts_client(config: &SdkConfig) -> aws_sdk_sts::Client {
+    aws_sdk_sts::Client::new(config)
+}

@@ -1,0 +1,103 @@
+//! Settings read once per cold start from the environment (every variable is declared in
+//! template.yaml and mirrored in `.local-stack/env` for local runs).
+
+use crate::domain::setup::PlatformIdentity;
+
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name} {problem}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub problem: &'static str,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub connectors_table: String,
+    pub runs_table: String,
+    pub ingest_ledger_table: String,
+    pub lake_catalog_table: String,
+    pub lake_bucket: String,
+    /// Secrets Manager name prefix for customers' access keys, e.g. `stack/connectors/`.
+    pub secrets_prefix: String,
+    /// JWT claim that carries the tenant id.
+    pub tenant_claim: String,
+    pub platform: PlatformIdentity,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads through `lookup` so tests can supply variables without touching the process env.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let required = |name: &'static str| {
+            lookup(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError {
+                    name,
+                    problem: "is not set",
+                })
+        };
+        let optional = |name: &str, default: &str| {
+            lookup(name)
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        Ok(Self {
+            connectors_table: required("CONNECTORS_TABLE")?,
+            runs_table: required("RUNS_TABLE")?,
+            ingest_ledger_table: required("INGEST_LEDGER_TABLE")?,
+            lake_catalog_table: required("LAKE_CATALOG_TABLE")?,
+            lake_bucket: required("LAKE_BUCKET")?,
+            secrets_prefix: required("SECRETS_PREFIX")?,
+            tenant_claim: optional("TENANT_CLAIM", "tenant_id"),
+            platform: PlatformIdentity {
+                principal_arn: required("CONNECTOR_PRINCIPAL_ARN")?,
+                web_identity_provider: optional(
+                    "WEB_IDENTITY_PROVIDER",
+                    "oidc.connectors.example.com",
+                ),
+                web_identity_audience: optional("WEB_IDENTITY_AUDIENCE", "sts.amazonaws.com"),
+                ingest_queue_arn: required("INGEST_QUEUE_ARN")?,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn full() -> HashMap<&'static str, &'static str> {
+        HashMap::from([
+            ("CONNECTORS_TABLE", "c"),
+            ("RUNS_TABLE", "r"),
+            ("INGEST_LEDGER_TABLE", "l"),
+            ("LAKE_CATALOG_TABLE", "k"),
+            ("LAKE_BUCKET", "b"),
+            ("SECRETS_PREFIX", "s/"),
+            (
+                "CONNECTOR_PRINCIPAL_ARN",
+                "arn:aws:iam::123456789012:role/p",
+            ),
+            ("INGEST_QUEUE_ARN", "arn:aws:sqs:us-east-1:123456789012:q"),
+        ])
+    }
+
+    #[test]
+    fn defaults_and_missing_variables() {
+        let env = full();
+        let s = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(s.tenant_claim, "tenant_id");
+        assert_eq!(s.platform.web_identity_audience, "sts.amazonaws.com");
+
+        for missing in ["CONNECTORS_TABLE", "SECRETS_PREFIX", "INGEST_QUEUE_ARN"] {
+            let mut env = full();
+            env.insert(missing, " ");
+            let err = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap_err();
+            assert_eq!(err.name, missing);
+        }
+    }
+}

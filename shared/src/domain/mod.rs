@@ -1,0 +1,9 @@
+//! Pure domain logic: no I/O, tested with case tables.
+
+pub mod connector;
+pub mod field;
+pub mod key_template;
+pub mod rules;
+pub mod schedule;
+pub mod setup;
+pub mod spec;

@@ -1,0 +1,378 @@
+use super::*;
+use chrono::TimeZone;
+use serde_json::json;
+
+fn export_body() -> Value {
+    json!({
+        "name": "Nightly export",
+        "direction": "export",
+        "bucket": "acme-exports",
+        "region": "us-east-1",
+        "prefix": "platform/exports",
+        "auth": {"mode": "role", "role_arn": "arn:aws:iam::111111111111:role/acme-export"},
+    })
+}
+
+fn ingest_body() -> Value {
+    json!({
+        "name": "Drops",
+        "direction": "ingest",
+        "bucket": "acme-drops",
+        "region": "eu-west-1",
+        "prefix": "incoming/",
+        "auth": {"mode": "access_key", "access_key_id": "AKIAEXAMPLEEXAMPLE12", "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
+        "ingest": {"table": "orders"},
+    })
+}
+
+fn with(mut base: Value, patch: Value) -> Value {
+    merge_patch(&mut base, &patch);
+    base
+}
+
+fn fields(result: Result<ConnectorSpec, Vec<FieldError>>) -> Vec<String> {
+    result
+        .expect_err("should be rejected")
+        .into_iter()
+        .map(|e| e.field)
+        .collect()
+}
+
+#[test]
+fn export_defaults_are_filled_in() {
+    let spec = parse_create(export_body()).unwrap();
+    assert_eq!(spec.prefix, "platform/exports/");
+    assert_eq!(spec.schedule.as_deref(), Some(DEFAULT_SCHEDULE));
+    let export = spec.export.unwrap();
+    assert_eq!(export.format.kind, FormatKind::Csv);
+    assert_eq!(export.format.delimiter.as_deref(), Some(","));
+    assert_eq!(export.format.quote, Some(QuoteMode::Necessary));
+    assert_eq!(export.format.header, Some(true));
+    assert_eq!(export.compression, ExportCompression::Gzip);
+    assert_eq!(export.encryption.sse, SseMode::Aes256);
+    assert_eq!(export.key_template, DEFAULT_KEY_TEMPLATE);
+    assert_eq!(export.backfill_days, 730);
+    assert_eq!(export.empty_export, EmptyExportPolicy::Skip);
+    assert_eq!(export.max_file_size_mb, DEFAULT_MAX_FILE_SIZE_MB);
+    assert!(spec.ingest.is_none());
+}
+
+#[test]
+fn ingest_defaults_and_secret_handling() {
+    let spec = parse_create(ingest_body()).unwrap();
+    assert!(spec.schedule.is_none());
+    let ingest = spec.ingest.unwrap();
+    assert_eq!(ingest.compression, IngestCompression::Auto);
+    assert_eq!(ingest.format.delimiter.as_deref(), Some(","));
+    let AuthSpec::AccessKey(Some(keys)) = spec.auth else {
+        panic!("keys expected")
+    };
+    assert_eq!(keys.hint(), "AKIA…LE12");
+    assert!(
+        !format!("{keys:?}").contains("EXAMPLEKEY"),
+        "Debug never shows the secret"
+    );
+}
+
+#[test]
+fn each_violation_names_its_field() {
+    // (patch applied to a valid body, fields expected in the 400)
+    let cases: Vec<(Value, Value, &[&str])> = vec![
+        (
+            export_body(),
+            json!({"external_id": "chosen-by-me"}),
+            &["external_id"],
+        ),
+        (
+            export_body(),
+            json!({"id": "con_x", "status": "active", "version": 9}),
+            &["id", "status", "version"],
+        ),
+        (
+            export_body(),
+            json!({"colour": "blue", "auth": {"extra": 1}}),
+            &["colour", "auth.extra"],
+        ),
+        (export_body(), json!({"name": "  "}), &["name"]),
+        (
+            export_body(),
+            json!({"bucket": "s3://acme-exports/x"}),
+            &["bucket"],
+        ),
+        (export_body(), json!({"region": "us-east-9"}), &["region"]),
+        (export_body(), json!({"prefix": "/abs"}), &["prefix"]),
+        (export_body(), json!({"prefix": "a//b"}), &["prefix"]),
+        (export_body(), json!({"prefix": "a/../b"}), &["prefix"]),
+        (
+            export_body(),
+            json!({"auth": {"role_arn": "arn:aws:iam::111111111111:user/bob"}}),
+            &["auth.role_arn"],
+        ),
+        (
+            export_body(),
+            json!({"auth": {"mode": "password"}}),
+            &["auth.mode"],
+        ),
+        (export_body(), json!({"auth": null}), &["auth"]),
+        (
+            export_body(),
+            json!({"schedule": "every day"}),
+            &["schedule"],
+        ),
+        (
+            export_body(),
+            json!({"ingest": {"table": "t"}}),
+            &["ingest"],
+        ),
+        (
+            export_body(),
+            json!({"export": {"format": {"type": "parquet", "header": true}}}),
+            &["export.format.header"],
+        ),
+        (
+            export_body(),
+            json!({"export": {"format": {"type": "parquet"}, "compression": "gzip"}}),
+            &["export.compression"],
+        ),
+        (
+            export_body(),
+            json!({"export": {"format": {"type": "tsv", "delimiter": ","}}}),
+            &["export.format.delimiter"],
+        ),
+        (
+            export_body(),
+            json!({"export": {"format": {"delimiter": ";;"}}}),
+            &["export.format.delimiter"],
+        ),
+        (
+            export_body(),
+            json!({"export": {"format": {"delimiter": "'", "quote_char": "'"}}}),
+            &["export.format.quote_char"],
+        ),
+        (
+            export_body(),
+            json!({"export": {"format": {"quote": "sometimes"}}}),
+            &["export.format.quote"],
+        ),
+        (
+            export_body(),
+            json!({"export": {"compression": "rar"}}),
+            &["export.compression"],
+        ),
+        (
+            export_body(),
+            json!({"export": {"encryption": {"sse": "AES256", "kms_key_id": "alias/x"}}}),
+            &["export.encryption.kms_key_id"],
+        ),
+        (
+            export_body(),
+            json!({"export": {"pgp_public_key": "-----BEGIN PGP PRIVATE KEY BLOCK-----\nx\n-----END PGP PRIVATE KEY BLOCK-----"}}),
+            &["export.pgp_public_key"],
+        ),
+        (
+            export_body(),
+            json!({"export": {"key_template": "[table_name]/x"}}),
+            &["export.key_template"],
+        ),
+        (
+            export_body(),
+            json!({"export": {"tables": [{"name": "orders"}, {"name": "orders"}, {"name": "1bad"}, {"columns": []}]}}),
+            &[
+                "export.tables[1].name",
+                "export.tables[2].name",
+                "export.tables[3].name",
+                "export.tables[3].columns",
+            ],
+        ),
+        (
+            export_body(),
+            json!({"export": {"backfill_days": 99999, "max_file_size_mb": 4, "empty_export": "maybe"}}),
+            &[
+                "export.backfill_days",
+                "export.max_file_size_mb",
+                "export.empty_export",
+            ],
+        ),
+        (
+            export_body(),
+            json!({"export": {"source_connector_id_column": "has space"}}),
+            &["export.source_connector_id_column"],
+        ),
+        (
+            ingest_body(),
+            json!({"schedule": "rate(1 day)", "export": {}}),
+            &["schedule", "export"],
+        ),
+        (ingest_body(), json!({"ingest": null}), &["ingest"]),
+        (
+            ingest_body(),
+            json!({"ingest": {"table": "orders", "success_dir": "incoming/done/"}}),
+            &["ingest.success_dir"],
+        ),
+        (
+            ingest_body(),
+            json!({"ingest": {"table": "orders", "success_dir": "done/", "failed_dir": "done/bad/"}}),
+            &["ingest.failed_dir"],
+        ),
+        (
+            ingest_body(),
+            json!({"ingest": {"table": "orders", "failed_dir": ""}}),
+            &["ingest.failed_dir"],
+        ),
+        (
+            ingest_body(),
+            json!({"auth": {"access_key_id": "ASIAEXAMPLEEXAMPLE12"}}),
+            &["auth.access_key_id"],
+        ),
+        (
+            ingest_body(),
+            json!({"auth": {"secret_access_key": null}}),
+            &["auth.secret_access_key"],
+        ),
+        (json!([]), json!(null), &["body"]),
+    ];
+    for (base, patch, expected) in cases {
+        let body = if patch.is_null() {
+            base
+        } else {
+            with(base, patch.clone())
+        };
+        let got = fields(parse_create(body));
+        for field in expected {
+            assert!(
+                got.iter().any(|f| f == field),
+                "patch {patch}: expected {field} in {got:?}"
+            );
+        }
+        let distinct: std::collections::BTreeSet<&String> = got.iter().collect();
+        assert_eq!(distinct.len(), expected.len(), "patch {patch}: got {got:?}");
+    }
+}
+
+#[test]
+fn a_bad_body_lists_all_its_problems_at_once() {
+    let body =
+        json!({"direction": "export", "bucket": "Bad_Bucket", "auth": {"mode": "role"}, "x": 1});
+    let got = fields(parse_create(body));
+    assert_eq!(got, vec!["name", "bucket", "region", "auth.role_arn", "x"]);
+}
+
+fn stored(spec_body: Value) -> Connector {
+    let spec = parse_create(spec_body).unwrap();
+    let when = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    Connector {
+        tenant_id: "acme".into(),
+        connector_id: "con_1".into(),
+        name: spec.name,
+        direction: spec.direction,
+        bucket: spec.bucket,
+        region: spec.region,
+        prefix: spec.prefix,
+        auth: match spec.auth {
+            AuthSpec::Role { role_arn } => Auth::Role { role_arn },
+            AuthSpec::AccessKey(_) => Auth::AccessKey {
+                secret_arn: "arn:aws:secretsmanager:us-east-1:1:secret:x".into(),
+                access_key_id_hint: "AKIA…LE12".into(),
+            },
+            _ => Auth::BucketPolicy,
+        },
+        external_id: "ext".into(),
+        challenge_file: "c.txt".into(),
+        schedule: spec.schedule,
+        export: spec.export,
+        ingest: spec.ingest,
+        status: crate::domain::connector::ConnectorStatus::Active,
+        validation: None,
+        next_run_at: None,
+        due_shard: None,
+        due_at: None,
+        version: 3,
+        created_at: when,
+        updated_at: when,
+    }
+}
+
+use chrono::Utc;
+
+#[test]
+fn patch_merges_into_the_current_connector() {
+    let current = stored(export_body());
+    let spec = parse_patch(
+        &current,
+        json!({"name": "Renamed", "export": {"compression": "zstd"}}),
+    )
+    .unwrap();
+    assert_eq!(spec.name, "Renamed");
+    assert_eq!(spec.bucket, "acme-exports");
+    let export = spec.export.unwrap();
+    assert_eq!(export.compression, ExportCompression::Zstd);
+    assert_eq!(
+        export.format.kind,
+        FormatKind::Csv,
+        "untouched options stay"
+    );
+
+    // Switching format replaces the format object: csv settings don't leak into jsonl.
+    let spec = parse_patch(&current, json!({"export": {"format": {"type": "jsonl"}}})).unwrap();
+    assert_eq!(spec.export.unwrap().format.delimiter, None);
+
+    // Switching auth mode replaces the auth object.
+    let spec = parse_patch(&current, json!({"auth": {"mode": "bucket_policy"}})).unwrap();
+    assert_eq!(spec.auth, AuthSpec::BucketPolicy);
+
+    // null removes an optional field (back to its default).
+    let spec = parse_patch(&current, json!({"prefix": null})).unwrap();
+    assert_eq!(spec.prefix, "");
+}
+
+#[test]
+fn patch_rejects_immutable_and_read_only_fields() {
+    let current = stored(export_body());
+    let cases: &[(Value, &str)] = &[
+        (json!({"external_id": "new"}), "external_id"),
+        (json!({"direction": "ingest"}), "direction"),
+        (json!({"version": 4}), "version"),
+        (json!({"status": "active"}), "status"),
+        (json!({"bucket": "UPPER"}), "bucket"),
+    ];
+    for (patch, field) in cases {
+        let got = fields(parse_patch(&current, patch.clone()));
+        assert_eq!(got, vec![field.to_string()], "{patch}");
+    }
+    // Repeating the current direction is harmless.
+    assert!(parse_patch(&current, json!({"direction": "export"})).is_ok());
+}
+
+#[test]
+fn access_keys_are_kept_unless_both_are_replaced() {
+    let current = stored(ingest_body());
+    let spec = parse_patch(&current, json!({"name": "x"})).unwrap();
+    assert_eq!(spec.auth, AuthSpec::AccessKey(None));
+    let got = fields(parse_patch(
+        &current,
+        json!({"auth": {"access_key_id": "AKIANEWNEWNEWNEW1234"}}),
+    ));
+    assert_eq!(got, vec!["auth.secret_access_key"]);
+    let spec = parse_patch(
+        &current,
+        json!({"auth": {"access_key_id": "AKIANEWNEWNEWNEW1234", "secret_access_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCD"}}),
+    )
+    .unwrap();
+    assert!(matches!(spec.auth, AuthSpec::AccessKey(Some(_))));
+    // Moving from role to access keys needs both keys.
+    let role = stored(export_body());
+    let got = fields(parse_patch(&role, json!({"auth": {"mode": "access_key"}})));
+    assert_eq!(got, vec!["auth.access_key_id", "auth.secret_access_key"]);
+}
+
+#[test]
+fn editable_document_round_trips() {
+    for body in [export_body(), ingest_body()] {
+        let current = stored(body);
+        let spec = parse_patch(&current, json!({})).unwrap();
+        assert_eq!(spec.export, current.export);
+        assert_eq!(spec.ingest, current.ingest);
+        assert_eq!(spec.prefix, current.prefix);
+        assert_eq!(spec.schedule, current.schedule);
+    }
+}

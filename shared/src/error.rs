@@ -1,0 +1,209 @@
+//! Errors that keep what AWS said: service, operation, error code, HTTP status, retryability.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// One failed AWS call, with the code the caller must act on (never flattened to a string).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsCallError {
+    pub service: &'static str,
+    pub operation: &'static str,
+    /// AWS error code (`AccessDenied`, `NoSuchBucket`, …). Some emulators answer denials with a
+    /// body the SDK cannot parse, so `http_status` is kept as well.
+    pub code: Option<String>,
+    pub message: String,
+    pub http_status: Option<u16>,
+    pub retryable: bool,
+}
+
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "SlowDown",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "TransactionInProgressException",
+];
+
+impl AwsCallError {
+    pub fn from_sdk<E, R>(
+        service: &'static str,
+        operation: &'static str,
+        err: &SdkError<E, R>,
+    ) -> Self
+    where
+        E: ProvideErrorMetadata + StdError + 'static,
+        R: HttpStatus + std::fmt::Debug + 'static,
+    {
+        let (code, message, http_status) = match err {
+            SdkError::ServiceError(service_err) => (
+                service_err.err().code().map(str::to_owned),
+                service_err
+                    .err()
+                    .message()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| service_err.err().to_string()),
+                Some(service_err.raw().status_code()),
+            ),
+            other => (
+                None,
+                display_chain(other),
+                other.raw_response().map(HttpStatus::status_code),
+            ),
+        };
+        let transport = matches!(
+            err,
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+        );
+        let retryable = transport
+            || http_status.is_some_and(|s| s >= 500 || s == 429)
+            || code
+                .as_deref()
+                .is_some_and(|c| THROTTLING_CODES.contains(&c));
+        Self {
+            service,
+            operation,
+            code,
+            message,
+            http_status,
+            retryable,
+        }
+    }
+
+    /// The code, or a code derived from the HTTP status when the body could not be parsed.
+    pub fn effective_code(&self) -> Option<&str> {
+        self.code.as_deref().or(match self.http_status {
+            Some(403) => Some("AccessDenied"),
+            Some(404) => Some("NotFound"),
+            Some(301) => Some("PermanentRedirect"),
+            _ => None,
+        })
+    }
+
+    pub fn is_access_denied(&self) -> bool {
+        matches!(
+            self.code.as_deref(),
+            Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "Forbidden")
+        ) || (self.code.is_none() && self.http_status == Some(403))
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self.code.as_deref(),
+            Some("NoSuchKey" | "NoSuchBucket" | "NotFound" | "ResourceNotFoundException")
+        ) || (self.code.is_none() && self.http_status == Some(404))
+    }
+}
+
+impl fmt::Display for AwsCallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} failed ({}",
+            self.service,
+            self.operation,
+            self.effective_code().unwrap_or("no error code")
+        )?;
+        if let Some(status) = self.http_status {
+            write!(f, ", HTTP {status}")?;
+        }
+        write!(f, "): {}", self.message)
+    }
+}
+
+impl StdError for AwsCallError {}
+
+fn display_chain(err: &dyn StdError) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Gives the status of the raw HTTP response type the SDK was built with.
+pub trait HttpStatus {
+    fn status_code(&self) -> u16;
+}
+
+impl HttpStatus for aws_smithy_runtime_api::http::Response {
+    fn status_code(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+/// Errors of the connector store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("an item with this key already exists")]
+    AlreadyExists,
+    /// The item changed (or vanished) since it was read.
+    #[error("the item's version is not {expected}")]
+    VersionConflict { expected: u64 },
+    #[error("stored item cannot be read: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Aws(#[from] AwsCallError),
+}
+
+/// Errors of the secret store.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret not found")]
+    NotFound,
+    #[error("stored secret cannot be read")]
+    Corrupt,
+    #[error(transparent)]
+    Aws(#[from] AwsCallError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(code: Option<&str>, status: Option<u16>) -> AwsCallError {
+        AwsCallError {
+            service: "s3",
+            operation: "PutObject",
+            code: code.map(str::to_owned),
+            message: "m".into(),
+            http_status: status,
+            retryable: false,
+        }
+    }
+
+    #[test]
+    fn classifies_denials_and_missing_by_code_or_status() {
+        let cases = [
+            (Some("AccessDenied"), Some(403), true, false, "AccessDenied"),
+            (None, Some(403), true, false, "AccessDenied"),
+            (Some("NoSuchBucket"), Some(404), false, true, "NoSuchBucket"),
+            (None, Some(404), false, true, "NotFound"),
+            (Some("SlowDown"), Some(503), false, false, "SlowDown"),
+        ];
+        for (code, status, denied, missing, effective) in cases {
+            let e = err(code, status);
+            assert_eq!(e.is_access_denied(), denied, "{code:?} {status:?}");
+            assert_eq!(e.is_not_found(), missing, "{code:?} {status:?}");
+            assert_eq!(e.effective_code(), Some(effective));
+        }
+        assert_eq!(
+            err(Some("AccessDenied"), Some(403)).to_string(),
+            "s3 PutObject failed (AccessDenied, HTTP 403): m"
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! Library shared by the connector functions: domain logic (pure), ports (narrow traits) and
+//! adapters (one per AWS service).
+
+pub mod adapters;
+pub mod aws;
+pub mod config;
+pub mod connectors;
+pub mod domain;
+pub mod error;
+pub mod ports;
+pub mod telemetry;
