@@ -34,6 +34,15 @@ pub trait ConnectorStore: Send + Sync {
         bucket: &str,
     ) -> impl Future<Output = Result<Vec<Connector>, StoreError>> + Send;
 
+    /// Keys (tenant, connector id) of connectors in one `by-due` shard whose next run is at or
+    /// before `until_epoch`, earliest first.
+    fn due(
+        &self,
+        shard: &str,
+        until_epoch: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
+
     /// Fails with `AlreadyExists` rather than overwrite.
     fn create(&self, connector: &Connector) -> impl Future<Output = Result<(), StoreError>> + Send;
 

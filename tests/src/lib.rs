@@ -1,1 +1,393 @@
+//! Harness for the integration tests and the walkthrough: reads `.local-stack/env` written by
+//! `scripts/local-stack up`, builds SDK clients for the local AWS server, and calls the functions
+//! through the Lambda Invoke API exactly as AWS would. Everything here fails loudly when the
+//! stack is not running: a test that needs it must never pass without it.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_sdk_lambda::primitives::Blob;
+use serde_json::{Value, json};
+
+/// Values from `.local-stack/env`.
+#[derive(Debug, Clone)]
+pub struct StackEnv {
+    pub vars: HashMap<String, String>,
+}
+
+impl StackEnv {
+    pub fn repo_root() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tests/ sits in the repository")
+            .to_path_buf()
+    }
+
+    /// Reads the env file; panics with the command to run when it is missing.
+    pub fn load() -> Self {
+        let path = std::env::var("LOCAL_STACK_ENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| Self::repo_root().join(".local-stack/env"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "the local AWS stack is not set up ({}: {e}); start it with `scripts/local-stack up`",
+                path.display()
+            )
+        });
+        let vars = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
+            .collect();
+        Self { vars }
+    }
+
+    pub fn get(&self, key: &str) -> &str {
+        self.vars.get(key).unwrap_or_else(|| {
+            panic!("{key} is missing from .local-stack/env; re-run `scripts/local-stack up`")
+        })
+    }
+}
+
+/// Clients and helpers bound to the running local stack.
+pub struct Stack {
+    pub env: StackEnv,
+    pub sdk: SdkConfig,
+    lambda: aws_sdk_lambda::Client,
+}
+
+impl Stack {
+    /// Connects and checks that both the AWS server and the functions answer.
+    pub async fn connect() -> Self {
+        let env = StackEnv::load();
+        let sdk = sdk_config(&env, None);
+        let lambda_config = aws_sdk_lambda::config::Builder::from(&sdk)
+            .endpoint_url(env.get("LAMBDA_ENDPOINT_URL"))
+            .build();
+        let stack = Self {
+            lambda: aws_sdk_lambda::Client::from_conf(lambda_config),
+            sdk,
+            env,
+        };
+        let tables = tokio::time::timeout(
+            Duration::from_secs(10),
+            stack.dynamodb().list_tables().send(),
+        )
+        .await;
+        match tables {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!(
+                "the local AWS server at {} refused a call ({:?}); restart it with `scripts/local-stack down && scripts/local-stack up`",
+                stack.env.get("AWS_ENDPOINT_URL"),
+                e
+            ),
+            Err(_) => panic!(
+                "the local AWS server at {} did not answer within 10 s; start it with `scripts/local-stack up`",
+                stack.env.get("AWS_ENDPOINT_URL")
+            ),
+        }
+        stack
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk)
+    }
+
+    pub fn secrets(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.sdk)
+    }
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        shared::aws::s3_client(&self.sdk)
+    }
+
+    pub fn iam(&self) -> aws_sdk_iam::Client {
+        aws_sdk_iam::Client::new(&self.sdk)
+    }
+
+    /// Invokes a function through the Lambda Invoke API and returns its JSON result.
+    pub async fn invoke(&self, function: &str, payload: &Value) -> Value {
+        let out = self
+            .lambda
+            .invoke()
+            .function_name(function)
+            .payload(Blob::new(serde_json::to_vec(payload).expect("JSON")))
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "invoking {function} at {} failed: {e:?}; are the functions running (`scripts/local-stack status`)?",
+                    self.env.get("LAMBDA_ENDPOINT_URL")
+                )
+            });
+        let bytes = out.payload.map(Blob::into_inner).unwrap_or_default();
+        if let Some(error) = out.function_error {
+            panic!(
+                "{function} failed ({error}): {}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{function} returned non-JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    }
+
+    /// An API client acting as `tenant` (its identity in the JWT claims API Gateway verified).
+    pub fn api(&self, tenant: &str) -> Api<'_> {
+        Api {
+            stack: self,
+            tenant: Some(tenant.to_owned()),
+        }
+    }
+
+    /// An API client with no verified identity.
+    pub fn anonymous_api(&self) -> Api<'_> {
+        Api {
+            stack: self,
+            tenant: None,
+        }
+    }
+
+    /// The raw connectors-table item, to check what is (and is not) stored.
+    pub async fn stored_item(&self, tenant: &str, connector_id: &str) -> Option<Value> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let out = self
+            .dynamodb()
+            .get_item()
+            .table_name(self.env.get("CONNECTORS_TABLE"))
+            .key("tenant_id", AttributeValue::S(tenant.to_owned()))
+            .key("connector_id", AttributeValue::S(connector_id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("GetItem on the local stack");
+        out.item.map(|item| attribute_map_to_json(&item))
+    }
+}
+
+/// SDK configuration for the local server, with the stack's admin keys or the given ones.
+pub fn sdk_config(env: &StackEnv, credentials: Option<Credentials>) -> SdkConfig {
+    let credentials = credentials.unwrap_or_else(|| {
+        Credentials::new(
+            env.get("AWS_ACCESS_KEY_ID"),
+            env.get("AWS_SECRET_ACCESS_KEY"),
+            None,
+            None,
+            "local-stack-env",
+        )
+    });
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(env.get("AWS_REGION").to_owned()))
+        .endpoint_url(env.get("AWS_ENDPOINT_URL"))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+        )
+        .build()
+}
+
+/// A DynamoDB item as plain JSON (numbers as strings), for assertions.
+pub fn attribute_map_to_json(
+    item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> Value {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    fn one(v: &A) -> Value {
+        match v {
+            A::S(s) => json!(s),
+            A::N(n) => json!(n),
+            A::Bool(b) => json!(b),
+            A::Null(_) => Value::Null,
+            A::L(list) => Value::Array(list.iter().map(one).collect()),
+            A::M(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), one(v))).collect()),
+            A::Ss(list) => json!(list),
+            other => json!(format!("{other:?}")),
+        }
+    }
+    Value::Object(item.iter().map(|(k, v)| (k.clone(), one(v))).collect())
+}
+
+/// The API as a customer's client sees it, through API Gateway's payload v2.
+pub struct Api<'a> {
+    stack: &'a Stack,
+    tenant: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    /// The body as JSON (`Null` when empty).
+    pub body: Value,
+    pub raw_body: String,
+}
+
+impl ApiResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// The `field` names of a 4xx body.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.body["error"]["fields"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+pub struct Call<'b> {
+    pub body: Option<&'b str>,
+    pub headers: &'b [(&'b str, &'b str)],
+    pub query: &'b [(&'b str, &'b str)],
+}
+
+impl Api<'_> {
+    pub async fn get(&self, path: &str) -> ApiResponse {
+        self.call("GET", path, Call::default()).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> ApiResponse {
+        let text = body.to_string();
+        self.call(
+            "POST",
+            path,
+            Call {
+                body: Some(&text),
+                ..Call::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn patch(&self, path: &str, version: u64, body: &Value) -> ApiResponse {
+        let text = body.to_string();
+        let etag = format!("\"{version}\"");
+        self.call(
+            "PATCH",
+            path,
+            Call {
+                body: Some(&text),
+                headers: &[("if-match", &etag)],
+                ..Call::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> ApiResponse {
+        self.call("DELETE", path, Call::default()).await
+    }
+
+    pub async fn call(&self, method: &str, path: &str, call: Call<'_>) -> ApiResponse {
+        let event = api_event(self.tenant.as_deref(), method, path, &call);
+        let out = self.stack.invoke("connector-api", &event).await;
+        let status = out["statusCode"].as_u64().expect("statusCode") as u16;
+        let headers = out["headers"]
+            .as_object()
+            .map(|h| {
+                h.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.to_ascii_lowercase(),
+                            v.as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let raw_body = match (&out["body"], out["isBase64Encoded"].as_bool()) {
+            (Value::String(b), Some(true)) => {
+                use base64::Engine as _;
+                String::from_utf8(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b)
+                        .expect("base64 body"),
+                )
+                .expect("UTF-8 body")
+            }
+            (Value::String(b), _) => b.clone(),
+            _ => String::new(),
+        };
+        let body = if raw_body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&raw_body)
+                .unwrap_or_else(|e| panic!("{method} {path}: non-JSON body ({e}): {raw_body}"))
+        };
+        ApiResponse {
+            status,
+            headers,
+            body,
+            raw_body,
+        }
+    }
+}
+
+/// An API Gateway HTTP API (payload v2) event, as the JWT authorizer hands it to the function.
+pub fn api_event(tenant: Option<&str>, method: &str, path: &str, call: &Call<'_>) -> Value {
+    let query: Vec<String> = call.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut headers = serde_json::Map::new();
+    headers.insert("content-type".into(), json!("application/json"));
+    for (k, v) in call.headers {
+        headers.insert(k.to_ascii_lowercase(), json!(v));
+    }
+    let mut context = json!({
+        "accountId": "123456789012",
+        "apiId": "local",
+        "domainName": "localhost",
+        "domainPrefix": "localhost",
+        "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "tests"},
+        "requestId": uuid::Uuid::new_v4().to_string(),
+        "routeKey": "$default",
+        "stage": "$default",
+        "time": "23/Nov/2026:14:00:00 +0000",
+        "timeEpoch": 1_795_442_400_000_i64
+    });
+    if let Some(tenant) = tenant {
+        context["authorizer"] = json!({"jwt": {"claims": {"tenant_id": tenant, "sub": format!("user@{tenant}")}, "scopes": null}});
+    }
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query.join("&"),
+        "headers": headers,
+        "requestContext": context,
+        "isBase64Encoded": false
+    });
+    if let Some(body) = call.body {
+        event["body"] = json!(body);
+    }
+    event
+}
+
+/// A tenant id no other test uses, so tests run in parallel and re-run against a live stack.
+pub fn unique_tenant(label: &str) -> String {
+    format!(
+        "t-{label}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// A bucket name no other test uses.
+pub fn unique_bucket(label: &str) -> String {
+    format!(
+        "{label}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}

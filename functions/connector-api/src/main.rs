@@ -7,6 +7,8 @@ use shared::config::Settings;
 use shared::connectors::ConnectorService;
 
 mod handler;
+#[cfg(test)]
+mod openapi_tests;
 mod routes;
 
 #[tokio::main]

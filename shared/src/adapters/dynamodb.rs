@@ -134,6 +134,37 @@ impl ConnectorStore for DynamoConnectorStore {
         }
     }
 
+    async fn due(
+        &self,
+        shard: &str,
+        until_epoch: i64,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_DUE_INDEX)
+            .key_condition_expression("due_shard = :s AND due_at <= :until")
+            .expression_attribute_values(":s", AttributeValue::S(shard.to_owned()))
+            .expression_attribute_values(":until", AttributeValue::N(until_epoch.to_string()))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| AwsCallError::from_sdk("dynamodb", "Query", &e))?;
+        let string = |item: &Item, name: &str| match item.get(name) {
+            Some(AttributeValue::S(s)) => Ok(s.clone()),
+            _ => Err(StoreError::Corrupt(format!(
+                "{BY_DUE_INDEX} item lacks {name}"
+            ))),
+        };
+        out.items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| Ok((string(item, "tenant_id")?, string(item, "connector_id")?)))
+            .collect()
+    }
+
     async fn create(&self, connector: &Connector) -> Result<(), StoreError> {
         let result = self
             .client

@@ -3,6 +3,7 @@
 pub mod connector;
 pub mod field;
 pub mod key_template;
+pub mod notification;
 pub mod rules;
 pub mod schedule;
 pub mod setup;
