@@ -4,6 +4,7 @@
 use chrono::Utc;
 use serde_json::Value;
 
+use crate::domain::checks::{ValidationReport, ValidationStatus};
 use crate::domain::connector::{Auth, Connector, ConnectorStatus, Direction};
 use crate::domain::field::FieldError;
 use crate::domain::rules;
@@ -12,6 +13,7 @@ use crate::domain::setup::{self, PlatformIdentity, SetupInstructions};
 use crate::domain::spec::{self, AccessKeyPair, AuthSpec, ConnectorSpec};
 use crate::error::{SecretError, StoreError};
 use crate::ports::{ConnectorStore, Page, SecretStore};
+use crate::validation::Validator;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -189,12 +191,12 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
         expected_version: Option<u64>,
     ) -> Result<(), ServiceError> {
         let current = self.get(tenant_id, connector_id).await?;
-        if let Some(expected) = expected_version {
-            if expected != current.version {
-                return Err(ServiceError::VersionMismatch {
-                    current: current.version,
-                });
-            }
+        if let Some(expected) = expected_version
+            && expected != current.version
+        {
+            return Err(ServiceError::VersionMismatch {
+                current: current.version,
+            });
         }
         if let Some(arn) = current.auth.secret_arn() {
             self.secrets.delete(arn).await?;
@@ -219,6 +221,39 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
     ) -> Result<SetupInstructions, ServiceError> {
         let connector = self.get(tenant_id, connector_id).await?;
         Ok(setup::instructions(&connector, &self.platform))
+    }
+
+    /// Runs every check with the connector's own credentials and records the result: only a
+    /// passing validation makes a connector active (and schedulable).
+    pub async fn validate(
+        &self,
+        tenant_id: &str,
+        connector_id: &str,
+        validator: &Validator,
+    ) -> Result<(ValidationReport, Connector), ServiceError> {
+        let current = self.get(tenant_id, connector_id).await?;
+        let report = validator.validate(&current).await;
+        let mut updated = current.clone();
+        updated.status = match report.status {
+            ValidationStatus::Active => ConnectorStatus::Active,
+            ValidationStatus::Failed => ConnectorStatus::Failed,
+        };
+        updated.validation = Some(serde_json::to_value(&report).expect("report serializes"));
+        let now = Utc::now();
+        if updated.next_run_at.is_none_or(|at| at < now) {
+            updated.next_run_at = next_run(updated.schedule.as_deref());
+        }
+        updated.version = current.version + 1;
+        updated.updated_at = now;
+        updated.refresh_due_index();
+        match self.store.replace(&updated, current.version).await {
+            Ok(()) => Ok((report, updated)),
+            // Edited while validating: the result may not hold for the new settings.
+            Err(StoreError::VersionConflict { .. }) => {
+                Err(self.mismatch(tenant_id, connector_id).await)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A 412 with the version that is stored now, or a 404 when the connector is gone.

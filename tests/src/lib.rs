@@ -257,6 +257,11 @@ pub struct Call<'b> {
 }
 
 impl Api<'_> {
+    /// The tenant this client acts as ("" when anonymous).
+    pub fn tenant(&self) -> &str {
+        self.tenant.as_deref().unwrap_or_default()
+    }
+
     pub async fn get(&self, path: &str) -> ApiResponse {
         self.call("GET", path, Call::default()).await
     }
@@ -390,4 +395,121 @@ pub fn unique_bucket(label: &str) -> String {
         "{label}-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     )
+}
+
+/// The stand-in customer: its own IAM roles, users and buckets. They live in the stack's account
+/// because moto evaluates trust and role policies only within the caller's account (a role in
+/// another account is assumable whatever its trust policy says, and its policies are not found),
+/// so only same-account roles give real denials.
+pub struct Customer {
+    pub account_id: String,
+    pub s3: aws_sdk_s3::Client,
+    pub iam: aws_sdk_iam::Client,
+}
+
+impl Stack {
+    pub fn customer(&self) -> Customer {
+        Customer {
+            account_id: self.env.get("LOCAL_STACK_ACCOUNT_ID").to_owned(),
+            s3: self.s3(),
+            iam: self.iam(),
+        }
+    }
+}
+
+impl Customer {
+    pub async fn create_bucket(&self, name: &str, region: &str) {
+        let mut request = self.s3.create_bucket().bucket(name);
+        if region != "us-east-1" {
+            request = request.create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(region))
+                    .build(),
+            );
+        }
+        request.send().await.expect("customer CreateBucket");
+    }
+
+    /// Creates a role with the given trust policy and inline permission policy; returns its ARN.
+    pub async fn create_role(&self, name: &str, trust: &Value, permissions: &Value) -> String {
+        let role = self
+            .iam
+            .create_role()
+            .role_name(name)
+            .assume_role_policy_document(trust.to_string())
+            .send()
+            .await
+            .expect("customer CreateRole");
+        self.put_role_policy(name, permissions).await;
+        role.role.expect("role").arn
+    }
+
+    pub async fn put_role_policy(&self, role: &str, permissions: &Value) {
+        self.iam
+            .put_role_policy()
+            .role_name(role)
+            .policy_name("connector")
+            .policy_document(permissions.to_string())
+            .send()
+            .await
+            .expect("customer PutRolePolicy");
+    }
+
+    /// An IAM user with the policy and a new access key: (key id, secret).
+    pub async fn create_user_with_key(&self, name: &str, permissions: &Value) -> (String, String) {
+        self.iam
+            .create_user()
+            .user_name(name)
+            .send()
+            .await
+            .expect("CreateUser");
+        self.iam
+            .put_user_policy()
+            .user_name(name)
+            .policy_name("connector")
+            .policy_document(permissions.to_string())
+            .send()
+            .await
+            .expect("PutUserPolicy");
+        let key = self
+            .iam
+            .create_access_key()
+            .user_name(name)
+            .send()
+            .await
+            .expect("CreateAccessKey")
+            .access_key
+            .expect("key");
+        (key.access_key_id, key.secret_access_key)
+    }
+
+    /// Keys under `prefix` (to check what validation left behind).
+    pub async fn keys_under(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let out = self
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .expect("customer ListObjectsV2");
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect()
+    }
+}
+
+/// The policy with `action` removed from every statement (statements left empty are dropped).
+pub fn without_action(policy: &Value, action: &str) -> Value {
+    let mut policy = policy.clone();
+    if let Some(statements) = policy["Statement"].as_array_mut() {
+        for s in statements.iter_mut() {
+            if let Some(actions) = s["Action"].as_array_mut() {
+                actions.retain(|a| a != action);
+            }
+        }
+        statements.retain(|s| s["Action"].as_array().is_none_or(|a| !a.is_empty()));
+    }
+    policy
 }

@@ -12,6 +12,7 @@ use shared::domain::connector::ConnectorView;
 use shared::domain::field::FieldError;
 use shared::error::{SecretError, StoreError};
 use shared::ports::{ConnectorStore, SecretStore};
+use shared::validation::Validator;
 
 use crate::routes::{self, Action, RouteError};
 
@@ -22,6 +23,7 @@ pub const MAX_PAGE_SIZE: u32 = 100;
 
 pub struct App<S, K> {
     service: ConnectorService<S, K>,
+    validator: Validator,
     tenant_claim: String,
 }
 
@@ -32,7 +34,15 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     fields: Vec<FieldError>,
+    /// Rarely set, so boxed to keep `Result<_, ApiError>` small.
+    extra: Option<Box<ErrorExtra>>,
+}
+
+#[derive(Debug, Default)]
+struct ErrorExtra {
+    /// One more member of the error object, e.g. `current_version`.
     details: Option<(&'static str, Value)>,
+    /// The `Allow` header of a 405.
     allow: Option<String>,
 }
 
@@ -43,8 +53,7 @@ impl ApiError {
             code,
             message: message.into(),
             fields: Vec::new(),
-            details: None,
-            allow: None,
+            extra: None,
         }
     }
 
@@ -64,6 +73,12 @@ impl ApiError {
         e
     }
 
+    fn with_details(mut self, key: &'static str, value: Value) -> Self {
+        self.extra.get_or_insert_with(Box::default).details = Some((key, value));
+        self
+    }
+
+    #[cfg(test)]
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -73,11 +88,12 @@ impl ApiError {
         if !self.fields.is_empty() {
             error["fields"] = json!(self.fields);
         }
-        if let Some((key, value)) = self.details {
+        let extra = self.extra.map(|e| *e).unwrap_or_default();
+        if let Some((key, value)) = extra.details {
             error[key] = value;
         }
         let mut response = json_response(self.status, &json!({ "error": error }));
-        if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        if let Some(allow) = extra.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
             response.headers_mut().insert(header::ALLOW, allow);
         }
         response
@@ -94,21 +110,17 @@ impl From<ServiceError> for ApiError {
             ServiceError::Overlap {
                 other_connector_id,
                 message,
-            } => {
-                let mut e = ApiError::new(StatusCode::CONFLICT, "prefix_overlap", message);
-                e.details = Some(("conflicting_connector_id", json!(other_connector_id)));
-                e
-            }
+            } => ApiError::new(StatusCode::CONFLICT, "prefix_overlap", message)
+                .with_details("conflicting_connector_id", json!(other_connector_id)),
             ServiceError::VersionMismatch { current } => {
-                let mut e = ApiError::new(
+                let e = ApiError::new(
                     StatusCode::PRECONDITION_FAILED,
                     "version_mismatch",
                     format!(
                         "the connector changed since you read it: it is at version {current}; GET it, re-apply your change and send If-Match: {current}"
                     ),
                 );
-                e.details = Some(("current_version", json!(current)));
-                e
+                e.with_details("current_version", json!(current))
             }
             ServiceError::Store(StoreError::Aws(aws))
             | ServiceError::Secret(SecretError::Aws(aws))
@@ -151,9 +163,14 @@ fn connector_response(status: StatusCode, view: &ConnectorView) -> Response<Body
 }
 
 impl<S: ConnectorStore, K: SecretStore> App<S, K> {
-    pub fn new(service: ConnectorService<S, K>, tenant_claim: String) -> Self {
+    pub fn new(
+        service: ConnectorService<S, K>,
+        validator: Validator,
+        tenant_claim: String,
+    ) -> Self {
         Self {
             service,
+            validator,
             tenant_claim,
         }
     }
@@ -184,11 +201,21 @@ impl<S: ConnectorStore, K: SecretStore> App<S, K> {
                         "method_not_allowed",
                         format!("use one of {}", allowed.join(", ")),
                     );
-                    e.allow = Some(allowed.join(", "));
+                    e.extra = Some(Box::new(ErrorExtra {
+                        details: None,
+                        allow: Some(allowed.join(", ")),
+                    }));
                     e
                 }
             })?;
         let id = matched.connector_id.as_deref().unwrap_or_default();
+        if matched.connector_id.is_some() && !is_connector_id(id) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "connector not found",
+            ));
+        }
         let service = &self.service;
         match matched.action {
             Action::CreateConnector => {
@@ -248,6 +275,16 @@ impl<S: ConnectorStore, K: SecretStore> App<S, K> {
             Action::GetSetup => {
                 let setup = service.setup(&tenant, id).await?;
                 Ok(json_response(StatusCode::OK, &setup))
+            }
+            Action::ValidateConnector => {
+                let (report, connector) = service.validate(&tenant, id, &self.validator).await?;
+                let mut body = serde_json::to_value(&report).expect("report serializes");
+                body["connector_version"] = json!(connector.version);
+                let mut response = json_response(StatusCode::OK, &body);
+                if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", connector.version)) {
+                    response.headers_mut().insert(header::ETAG, etag);
+                }
+                Ok(response)
             }
         }
     }

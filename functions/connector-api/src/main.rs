@@ -5,6 +5,10 @@ use shared::adapters::dynamodb::DynamoConnectorStore;
 use shared::adapters::secrets_manager::SecretsManagerStore;
 use shared::config::Settings;
 use shared::connectors::ConnectorService;
+use shared::credentials::{CredentialBroker, TokenSource};
+use shared::validation::Validator;
+use std::sync::Arc;
+use std::time::Duration;
 
 mod handler;
 #[cfg(test)]
@@ -25,7 +29,20 @@ async fn main() -> Result<(), Error> {
         settings.secrets_prefix.clone(),
         settings.platform.clone(),
     );
-    let app = handler::App::new(service, settings.tenant_claim.clone());
+    let broker = CredentialBroker::new(
+        &sdk,
+        SecretsManagerStore::new(shared::aws::secrets_client(&sdk)),
+        settings.platform.principal_arn.clone(),
+        settings
+            .web_identity_token_file
+            .clone()
+            .map_or(TokenSource::None, |f| TokenSource::File(f.into())),
+    );
+    let validator = Validator::new(
+        Arc::new(broker),
+        Duration::from_secs(settings.credentials_retry_seconds),
+    );
+    let app = handler::App::new(service, validator, settings.tenant_claim.clone());
     let app = &app;
     run(service_fn(move |request: Request| app.handle(request))).await
 }

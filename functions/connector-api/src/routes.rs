@@ -11,6 +11,7 @@ pub enum Action {
     UpdateConnector,
     DeleteConnector,
     GetSetup,
+    ValidateConnector,
 }
 
 /// (method, path template, action). Templates use `{id}` like API Gateway and OpenAPI.
@@ -21,6 +22,11 @@ pub const ROUTES: &[(Method, &str, Action)] = &[
     (Method::PATCH, "/connectors/{id}", Action::UpdateConnector),
     (Method::DELETE, "/connectors/{id}", Action::DeleteConnector),
     (Method::GET, "/connectors/{id}/setup", Action::GetSetup),
+    (
+        Method::POST,
+        "/connectors/{id}/validate",
+        Action::ValidateConnector,
+    ),
 ];
 
 #[derive(Debug, PartialEq, Eq)]
@@ -84,7 +90,8 @@ mod tests {
 
     #[test]
     fn matches_each_route_and_explains_misses() {
-        let cases: &[(Method, &str, Result<(Action, Option<&str>), RouteError>)] = &[
+        type Expected = Result<(Action, Option<&'static str>), RouteError>;
+        let cases: &[(Method, &str, Expected)] = &[
             (
                 Method::POST,
                 "/connectors",
@@ -114,6 +121,11 @@ mod tests {
                 Method::GET,
                 "/connectors/con_1/setup",
                 Ok((Action::GetSetup, Some("con_1"))),
+            ),
+            (
+                Method::POST,
+                "/connectors/con_1/validate",
+                Ok((Action::ValidateConnector, Some("con_1"))),
             ),
             (Method::GET, "/connector", Err(RouteError::NotFound)),
             (Method::GET, "/connectors/a/b", Err(RouteError::NotFound)),

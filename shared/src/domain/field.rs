@@ -76,7 +76,7 @@ impl<'e> ObjectReader<'e> {
 
     /// Like `take`, and reports the field as required when it is absent.
     pub fn require<T: DeserializeOwned>(&mut self, key: &str) -> Option<T> {
-        if !self.map.get(key).is_some_and(|v| !v.is_null()) {
+        if self.map.get(key).is_none_or(|v| v.is_null()) {
             let field = self.path_of(key);
             self.errors.push(FieldError::new(field, "is required"));
             self.map.remove(key);
@@ -156,20 +156,20 @@ fn type_rule(error: &serde_json::Error) -> String {
             .replace(", expected ", " is not allowed; must be ");
         return format!("value {rest}");
     }
-    if let Some(rest) = text.strip_prefix("invalid type: ") {
-        if let Some((found, expected)) = rest.split_once(", expected ") {
-            let expected = match expected {
-                "a string" | "a borrowed string" | "string or map" => "a string",
-                "a boolean" => "true or false",
-                e if e.starts_with("u32") || e.starts_with("u64") || e.starts_with("i64") => {
-                    "a whole number"
-                }
-                "a sequence" => "an array",
-                e if e.starts_with("struct") || e.starts_with("a map") => "an object",
-                e => e,
-            };
-            return format!("must be {expected}, not {found}");
-        }
+    if let Some(rest) = text.strip_prefix("invalid type: ")
+        && let Some((found, expected)) = rest.split_once(", expected ")
+    {
+        let expected = match expected {
+            "a string" | "a borrowed string" | "string or map" => "a string",
+            "a boolean" => "true or false",
+            e if e.starts_with("u32") || e.starts_with("u64") || e.starts_with("i64") => {
+                "a whole number"
+            }
+            "a sequence" => "an array",
+            e if e.starts_with("struct") || e.starts_with("a map") => "an object",
+            e => e,
+        };
+        return format!("must be {expected}, not {found}");
     }
     if text.starts_with("invalid value: integer") {
         return "must be a non-negative whole number in range".to_owned();

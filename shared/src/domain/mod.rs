@@ -1,5 +1,6 @@
 //! Pure domain logic: no I/O, tested with case tables.
 
+pub mod checks;
 pub mod connector;
 pub mod field;
 pub mod key_template;

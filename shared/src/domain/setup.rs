@@ -142,23 +142,37 @@ pub fn s3_statements(c: &Connector, principal: Option<&Value>) -> Vec<Value> {
         json!(bucket_arn),
         None,
     ));
-    if let Some(export) = &c.export {
-        if export.encryption.sse == SseMode::AwsKms {
-            let key = export
-                .encryption
-                .kms_key_id
-                .as_deref()
-                .filter(|k| k.starts_with("arn:"))
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("arn:{partition}:kms:{}:*:key/*", c.region));
-            statements.push(statement(
-                "ConnectorKms",
-                principal,
-                &["kms:GenerateDataKey", "kms:Decrypt"],
-                json!(key),
-                None,
-            ));
-        }
+    // Read-only bucket settings that validation checks (versioning, object lock, requester
+    // pays, ownership) so it can warn before a run trips over them.
+    statements.push(statement(
+        "ConnectorBucketSettings",
+        principal,
+        &[
+            "s3:GetBucketVersioning",
+            "s3:GetBucketObjectLockConfiguration",
+            "s3:GetBucketRequestPayment",
+            "s3:GetBucketOwnershipControls",
+        ],
+        json!(bucket_arn),
+        None,
+    ));
+    if let Some(export) = &c.export
+        && export.encryption.sse == SseMode::AwsKms
+    {
+        let key = export
+            .encryption
+            .kms_key_id
+            .as_deref()
+            .filter(|k| k.starts_with("arn:"))
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("arn:{partition}:kms:{}:*:key/*", c.region));
+        statements.push(statement(
+            "ConnectorKms",
+            principal,
+            &["kms:GenerateDataKey", "kms:Decrypt"],
+            json!(key),
+            None,
+        ));
     }
     statements
 }

@@ -21,7 +21,8 @@ pub const DEFAULT_MAX_FILE_SIZE_MB: u64 = 1024;
 /// S3 multipart parts are at least 5 MiB; an object is at most 5 TiB.
 pub const FILE_SIZE_RANGE_MB: (u64, u64) = (5, 5 * 1024 * 1024);
 const MAX_NAME_CHARS: usize = 128;
-const MAX_PGP_KEY_BYTES: usize = 64 * 1024;
+/// Leaves room for the rest of the body within the API's 64 KiB limit.
+const MAX_PGP_KEY_BYTES: usize = 32 * 1024;
 
 /// Fields the service owns: a body may not set them.
 const READ_ONLY_FIELDS: &[&str] = &[
@@ -149,6 +150,24 @@ pub fn parse_patch(current: &Connector, patch: Value) -> Result<ConnectorSpec, V
         }
     }
     let mut document = editable_document(current);
+    // Compression was defaulted for the old format (gzip for text, none for parquet): a format
+    // change without an explicit compression takes the new format's default.
+    let new_format = patch
+        .get("export")
+        .and_then(|e| e.get("format"))
+        .and_then(|f| f.get("type"));
+    let sets_compression = patch
+        .get("export")
+        .is_some_and(|e| e.get("compression").is_some());
+    if let Some(new_format) = new_format {
+        let old_format = document.pointer("/export/format/type");
+        if old_format != Some(new_format)
+            && !sets_compression
+            && let Some(export) = document.get_mut("export").and_then(Value::as_object_mut)
+        {
+            export.remove("compression");
+        }
+    }
     merge_patch(&mut document, &Value::Object(patch));
     let keeps_secret = matches!(current.auth, Auth::AccessKey { .. });
     let root = ObjectReader::new("", document, &mut errors);
@@ -484,10 +503,10 @@ fn read_format(mut r: ObjectReader<'_>, default_kind: FormatKind) -> Option<File
     if null_value.contains(['\n', '\r']) {
         r.error("null_value", "must not contain a line break");
     }
-    if let (Some(d), Some(q)) = (delimiter, quote_char) {
-        if d == q {
-            r.error("quote_char", "must differ from the delimiter");
-        }
+    if let (Some(d), Some(q)) = (delimiter, quote_char)
+        && d == q
+    {
+        r.error("quote_char", "must differ from the delimiter");
     }
     r.finish();
     Some(FileFormat {
@@ -552,10 +571,10 @@ fn read_export(mut r: ObjectReader<'_>) -> Option<ExportOptions> {
         r.errors(),
     ));
     let pgp_public_key = r.take::<String>("pgp_public_key");
-    if let Some(key) = &pgp_public_key {
-        if let Err(rule) = check_pgp_public_key(key) {
-            r.error("pgp_public_key", rule);
-        }
+    if let Some(key) = &pgp_public_key
+        && let Err(rule) = check_pgp_public_key(key)
+    {
+        r.error("pgp_public_key", rule);
     }
     let key_template = r
         .take::<String>("key_template")
@@ -571,10 +590,10 @@ fn read_export(mut r: ObjectReader<'_>) -> Option<ExportOptions> {
     };
     let tables = read_tables(&mut r);
     let source_connector_id_column = r.take::<String>("source_connector_id_column");
-    if let Some(column) = &source_connector_id_column {
-        if let Err(rule) = check_identifier(column) {
-            r.error("source_connector_id_column", rule);
-        }
+    if let Some(column) = &source_connector_id_column
+        && let Err(rule) = check_identifier(column)
+    {
+        r.error("source_connector_id_column", rule);
     }
     let backfill_days = r
         .take::<u32>("backfill_days")
@@ -713,10 +732,10 @@ fn read_ingest(mut r: ObjectReader<'_>, source_prefix: Option<&str>) -> Option<I
         .unwrap_or(IngestCompression::Auto);
     let success_dir = read_move_dir(&mut r, "success_dir", source_prefix);
     let failed_dir = read_move_dir(&mut r, "failed_dir", source_prefix);
-    if let (Some(Some(s)), Some(Some(f))) = (&success_dir, &failed_dir) {
-        if rules::prefixes_overlap(s, f) {
-            r.error("failed_dir", "must not overlap success_dir");
-        }
+    if let (Some(Some(s)), Some(Some(f))) = (&success_dir, &failed_dir)
+        && rules::prefixes_overlap(s, f)
+    {
+        r.error("failed_dir", "must not overlap success_dir");
     }
     r.finish();
     Some(IngestOptions {
@@ -742,14 +761,14 @@ fn read_move_dir(
         r.error(key, "must be a folder, not the bucket root");
         return None;
     }
-    if let Some(source) = source_prefix {
-        if rules::prefixes_overlap(&dir, source) {
-            r.error(
+    if let Some(source) = source_prefix
+        && rules::prefixes_overlap(&dir, source)
+    {
+        r.error(
                 key,
                 format!("must be outside the source prefix {source:?}: files moved there would be ingested again"),
             );
-            return None;
-        }
+        return None;
     }
     Some(Some(dir))
 }

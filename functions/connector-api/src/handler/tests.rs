@@ -27,6 +27,16 @@ fn app() -> App<DynamoConnectorStore, SecretsManagerStore> {
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url("http://127.0.0.1:9")
         .build();
+    let broker = shared::credentials::CredentialBroker::new(
+        &sdk,
+        SecretsManagerStore::new(shared::aws::secrets_client(&sdk)),
+        "arn:aws:iam::123456789012:role/connector-access".into(),
+        shared::credentials::TokenSource::None,
+    );
+    let validator = Validator::new(
+        std::sync::Arc::new(broker),
+        std::time::Duration::from_secs(1),
+    );
     let service = ConnectorService::new(
         DynamoConnectorStore::new(shared::aws::dynamodb_client(&sdk), "connectors"),
         SecretsManagerStore::new(shared::aws::secrets_client(&sdk)),
@@ -38,7 +48,7 @@ fn app() -> App<DynamoConnectorStore, SecretsManagerStore> {
             ingest_queue_arn: "arn:aws:sqs:us-east-1:123456789012:ingest".into(),
         },
     );
-    App::new(service, "tenant_id".into())
+    App::new(service, validator, "tenant_id".into())
 }
 
 async fn respond(request: Request) -> (StatusCode, Value) {

@@ -186,7 +186,14 @@ fn export_permissions_are_scoped_to_bucket_and_prefix() {
     );
     assert_eq!(
         actions_on(&policy, "arn:aws:s3:::acme-data"),
-        vec!["s3:GetBucketLocation", "s3:ListBucket"]
+        vec![
+            "s3:GetBucketLocation",
+            "s3:GetBucketObjectLockConfiguration",
+            "s3:GetBucketOwnershipControls",
+            "s3:GetBucketRequestPayment",
+            "s3:GetBucketVersioning",
+            "s3:ListBucket",
+        ]
     );
     let list = policy["Statement"]
         .as_array()

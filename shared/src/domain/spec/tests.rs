@@ -316,6 +316,15 @@ fn patch_merges_into_the_current_connector() {
     let spec = parse_patch(&current, json!({"export": {"format": {"type": "jsonl"}}})).unwrap();
     assert_eq!(spec.export.unwrap().format.delimiter, None);
 
+    // Switching to parquet takes parquet's default compression instead of the stored gzip.
+    let spec = parse_patch(&current, json!({"export": {"format": {"type": "parquet"}}})).unwrap();
+    assert_eq!(spec.export.unwrap().compression, ExportCompression::None);
+    let got = fields(parse_patch(
+        &current,
+        json!({"export": {"format": {"type": "parquet"}, "compression": "gzip"}}),
+    ));
+    assert_eq!(got, vec!["export.compression"]);
+
     // Switching auth mode replaces the auth object.
     let spec = parse_patch(&current, json!({"auth": {"mode": "bucket_policy"}})).unwrap();
     assert_eq!(spec.auth, AuthSpec::BucketPolicy);

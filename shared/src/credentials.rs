@@ -1,0 +1,438 @@
+//! Short-lived credentials for one connector, obtained per invocation (DESIGN.md §2):
+//! `role` — AssumeRole with our ExternalId, a session named after the connector and a session
+//! policy narrowing it to the connector's bucket and prefix; `web_identity` — AssumeRoleWith-
+//! WebIdentity with a token from our identity provider; `access_key` — the pair from Secrets
+//! Manager, read at use; `bucket_policy` — our own principal.
+//!
+//! Nothing here is cached across invocations or connectors. An S3 client built with
+//! [`ConnectorCredentials`] asks for fresh credentials whenever the SDK's identity cache finds
+//! them near expiry, so a long run renews its session before it lapses.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::{self, ProvideCredentials, future};
+use aws_sdk_sts::Client as StsClient;
+use serde_json::json;
+use tokio::sync::OnceCell;
+
+use crate::adapters::secrets_manager::SecretsManagerStore;
+use crate::domain::connector::{Auth, Connector};
+use crate::domain::setup;
+use crate::error::{AwsCallError, SecretError};
+use crate::ports::SecretStore;
+
+/// STS's ceiling for a session policy (packed); past it we fall back to a bucket-wide policy.
+const MAX_SESSION_POLICY_CHARS: usize = 2048;
+
+/// How long the session should last, fitted to the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionPurpose {
+    /// A validation takes seconds: STS's minimum.
+    Validation,
+    /// An export or ingest run: one hour, the ceiling for chained role sessions; longer runs
+    /// renew before expiry.
+    Run,
+}
+
+impl SessionPurpose {
+    pub fn duration_seconds(self) -> i32 {
+        match self {
+            SessionPurpose::Validation => 900,
+            SessionPurpose::Run => 3600,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error(transparent)]
+    Aws(#[from] AwsCallError),
+    #[error(
+        "the connector's access key is not in Secrets Manager any more; enter the key pair again"
+    )]
+    SecretMissing,
+    #[error("the connector's stored access key cannot be read; enter the key pair again")]
+    SecretCorrupt,
+    #[error("no web identity token: {0}")]
+    Token(String),
+}
+
+impl From<SecretError> for CredentialError {
+    fn from(e: SecretError) -> Self {
+        match e {
+            SecretError::NotFound => CredentialError::SecretMissing,
+            SecretError::Corrupt => CredentialError::SecretCorrupt,
+            SecretError::Aws(aws) => CredentialError::Aws(aws),
+        }
+    }
+}
+
+impl CredentialError {
+    pub fn aws(&self) -> Option<&AwsCallError> {
+        match self {
+            CredentialError::Aws(aws) => Some(aws),
+            _ => None,
+        }
+    }
+}
+
+/// Where `web_identity` tokens come from: a file our identity provider's agent keeps fresh
+/// (as `AWS_WEB_IDENTITY_TOKEN_FILE` works), read at each use.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    File(std::path::PathBuf),
+    None,
+}
+
+impl TokenSource {
+    fn token(&self) -> Result<String, CredentialError> {
+        match self {
+            TokenSource::File(path) => std::fs::read_to_string(path)
+                .map(|t| t.trim().to_owned())
+                .map_err(|e| CredentialError::Token(format!("{}: {e}", path.display()))),
+            TokenSource::None => Err(CredentialError::Token(
+                "WEB_IDENTITY_TOKEN_FILE is not configured".into(),
+            )),
+        }
+    }
+}
+
+/// Obtains connector credentials. Built once per cold start; holds no customer credentials.
+pub struct CredentialBroker {
+    sdk: SdkConfig,
+    sts: StsClient,
+    secrets: SecretsManagerStore,
+    principal_arn: String,
+    tokens: TokenSource,
+    /// Decided on first use: whether the function must assume the principal first (role
+    /// chaining, in AWS) or already runs as it (locally).
+    must_chain: OnceCell<bool>,
+}
+
+impl CredentialBroker {
+    pub fn new(
+        sdk: &SdkConfig,
+        secrets: SecretsManagerStore,
+        principal_arn: String,
+        tokens: TokenSource,
+    ) -> Self {
+        Self {
+            sdk: sdk.clone(),
+            sts: StsClient::new(sdk),
+            secrets,
+            principal_arn,
+            tokens,
+            must_chain: OnceCell::new(),
+        }
+    }
+
+    pub fn base_config(&self) -> &SdkConfig {
+        &self.sdk
+    }
+
+    /// Credentials for the connector, for `purpose`.
+    pub async fn obtain(
+        &self,
+        connector: &Connector,
+        purpose: SessionPurpose,
+    ) -> Result<Credentials, CredentialError> {
+        match &connector.auth {
+            Auth::Role { role_arn } => Ok(self
+                .assume_customer_role(connector, role_arn, &connector.external_id, purpose)
+                .await?),
+            Auth::WebIdentity { role_arn } => {
+                let token = self.tokens.token()?;
+                let out = self
+                    .sts
+                    .assume_role_with_web_identity()
+                    .role_arn(role_arn)
+                    .role_session_name(session_name(connector))
+                    .web_identity_token(token)
+                    .duration_seconds(purpose.duration_seconds())
+                    .policy(session_policy(connector))
+                    .send()
+                    .await
+                    .map_err(|e| AwsCallError::from_sdk("sts", "AssumeRoleWithWebIdentity", &e))?;
+                Ok(sts_credentials(out.credentials, "connector-web-identity")?)
+            }
+            Auth::AccessKey { secret_arn, .. } => {
+                let keys = self.secrets.get(secret_arn).await?;
+                Ok(Credentials::new(
+                    keys.access_key_id,
+                    keys.secret_access_key.expose(),
+                    None,
+                    None,
+                    "connector-access-key",
+                ))
+            }
+            Auth::BucketPolicy => self.principal_credentials().await,
+        }
+    }
+
+    /// AssumeRole into the customer's role as our principal. Public for the confused-deputy
+    /// probe, which calls it with a wrong ExternalId on purpose.
+    pub async fn assume_customer_role(
+        &self,
+        connector: &Connector,
+        role_arn: &str,
+        external_id: &str,
+        purpose: SessionPurpose,
+    ) -> Result<Credentials, AwsCallError> {
+        let sts = self.principal_sts().await?;
+        let out = sts
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name(session_name(connector))
+            .source_identity(connector.connector_id.clone())
+            .external_id(external_id)
+            .duration_seconds(purpose.duration_seconds())
+            .policy(session_policy(connector))
+            .send()
+            .await
+            .map_err(|e| AwsCallError::from_sdk("sts", "AssumeRole", &e))?;
+        sts_credentials(out.credentials, "connector-role")
+    }
+
+    /// Who the given credentials are (STS GetCallerIdentity needs no permission).
+    pub async fn caller_arn(&self, credentials: &Credentials) -> Result<String, AwsCallError> {
+        let config = aws_sdk_sts::config::Builder::from(&self.sdk)
+            .credentials_provider(credentials.clone())
+            .build();
+        let out = StsClient::from_conf(config)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| AwsCallError::from_sdk("sts", "GetCallerIdentity", &e))?;
+        Ok(out.arn.unwrap_or_default())
+    }
+
+    async fn principal_credentials(&self) -> Result<Credentials, CredentialError> {
+        if self.must_chain().await? {
+            let out = self
+                .sts
+                .assume_role()
+                .role_arn(&self.principal_arn)
+                .role_session_name("connector-platform")
+                .duration_seconds(3600)
+                .send()
+                .await
+                .map_err(|e| AwsCallError::from_sdk("sts", "AssumeRole", &e))?;
+            return Ok(sts_credentials(out.credentials, "connector-principal")?);
+        }
+        let provider = self
+            .sdk
+            .credentials_provider()
+            .ok_or_else(|| AwsCallError {
+                service: "sts",
+                operation: "credentials",
+                code: None,
+                message: "the function has no credentials".into(),
+                http_status: None,
+                retryable: false,
+            })?;
+        provider.provide_credentials().await.map_err(|e| {
+            CredentialError::Aws(AwsCallError {
+                service: "sts",
+                operation: "credentials",
+                code: None,
+                message: e.to_string(),
+                http_status: None,
+                retryable: true,
+            })
+        })
+    }
+
+    /// An STS client acting as our principal.
+    async fn principal_sts(&self) -> Result<StsClient, AwsCallError> {
+        if !self.must_chain().await? {
+            return Ok(self.sts.clone());
+        }
+        let credentials = match self.principal_credentials().await {
+            Ok(c) => c,
+            Err(CredentialError::Aws(e)) => return Err(e),
+            Err(other) => {
+                return Err(AwsCallError {
+                    service: "sts",
+                    operation: "AssumeRole",
+                    code: None,
+                    message: other.to_string(),
+                    http_status: None,
+                    retryable: false,
+                });
+            }
+        };
+        let config = aws_sdk_sts::config::Builder::from(&self.sdk)
+            .credentials_provider(credentials)
+            .build();
+        Ok(StsClient::from_conf(config))
+    }
+
+    /// True when the function runs as another identity than the principal customers trust (in
+    /// AWS: its execution role), so the principal must be assumed first.
+    async fn must_chain(&self) -> Result<bool, AwsCallError> {
+        let principal_arn = self.principal_arn.clone();
+        let sts = self.sts.clone();
+        let must_chain = self
+            .must_chain
+            .get_or_try_init(|| async move {
+                let out = sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| AwsCallError::from_sdk("sts", "GetCallerIdentity", &e))?;
+                let caller = out.arn.unwrap_or_default();
+                Ok::<_, AwsCallError>(!is_same_principal(&caller, &principal_arn))
+            })
+            .await?;
+        Ok(*must_chain)
+    }
+}
+
+/// The caller is the principal when it is the principal itself (a user or role ARN) or a
+/// session of the principal role (`arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION`).
+pub fn is_same_principal(caller_arn: &str, principal_arn: &str) -> bool {
+    if caller_arn == principal_arn {
+        return true;
+    }
+    let Some((prefix, role_path)) = principal_arn.split_once(":role/") else {
+        return false;
+    };
+    let role_name = role_path.rsplit('/').next().unwrap_or(role_path);
+    let session_prefix = format!(
+        "{}:assumed-role/{role_name}/",
+        prefix.replacen(":iam:", ":sts:", 1)
+    );
+    caller_arn.starts_with(&session_prefix)
+}
+
+/// Shown in the customer's CloudTrail next to every call: which connector acted.
+pub fn session_name(connector: &Connector) -> String {
+    let mut name = format!("connector-{}", connector.connector_id);
+    name.truncate(64);
+    name
+}
+
+/// The connector's own permissions as an inline session policy, so the session can do no more
+/// than this connector needs even when the customer's role is broader.
+pub fn session_policy(connector: &Connector) -> String {
+    let statements: Vec<_> = setup::s3_statements(connector, None)
+        .into_iter()
+        .map(|mut s| {
+            s.as_object_mut().map(|m| m.remove("Sid"));
+            s
+        })
+        .collect();
+    let policy = json!({"Version": "2012-10-17", "Statement": statements}).to_string();
+    if policy.len() <= MAX_SESSION_POLICY_CHARS {
+        return policy;
+    }
+    // Very long prefixes or folder lists: still confined to the bucket.
+    let partition = crate::domain::rules::partition_for_region(&connector.region);
+    let bucket = format!("arn:{partition}:s3:::{}", connector.bucket);
+    json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": [bucket.clone(), format!("{bucket}/*")]}
+    ]})
+    .to_string()
+}
+
+fn sts_credentials(
+    credentials: Option<aws_sdk_sts::types::Credentials>,
+    source: &'static str,
+) -> Result<Credentials, AwsCallError> {
+    let c = credentials.ok_or_else(|| AwsCallError {
+        service: "sts",
+        operation: "AssumeRole",
+        code: None,
+        message: "STS returned no credentials".into(),
+        http_status: None,
+        retryable: true,
+    })?;
+    let expiry = std::time::SystemTime::try_from(c.expiration).ok();
+    Ok(Credentials::new(
+        c.access_key_id,
+        c.secret_access_key,
+        Some(c.session_token),
+        expiry,
+        source,
+    ))
+}
+
+/// A credentials provider for one connector's S3 client: the SDK calls it again when the
+/// session nears expiry, so long runs renew instead of failing midway.
+#[derive(Clone)]
+pub struct ConnectorCredentials {
+    broker: Arc<CredentialBroker>,
+    connector: Arc<Connector>,
+    purpose: SessionPurpose,
+}
+
+impl std::fmt::Debug for ConnectorCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectorCredentials")
+            .field("connector", &self.connector.connector_id)
+            .finish()
+    }
+}
+
+impl ConnectorCredentials {
+    pub fn new(
+        broker: Arc<CredentialBroker>,
+        connector: Arc<Connector>,
+        purpose: SessionPurpose,
+    ) -> Self {
+        Self {
+            broker,
+            connector,
+            purpose,
+        }
+    }
+}
+
+impl ProvideCredentials for ConnectorCredentials {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            self.broker
+                .obtain(&self.connector, self.purpose)
+                .await
+                .map_err(provider::error::CredentialsError::provider_error)
+        })
+    }
+}
+
+/// Retries `attempt` while it is refused, for up to `budget`: IAM changes (a role created or a
+/// trust policy edited seconds ago) take a while to reach STS.
+pub async fn with_propagation_retries<T, F, Fut>(
+    budget: Duration,
+    mut attempt: F,
+) -> (Result<T, CredentialError>, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CredentialError>>,
+{
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(500);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let result = attempt().await;
+        let retry = match &result {
+            Ok(_) => false,
+            Err(CredentialError::Aws(e)) => e.is_access_denied() || e.retryable,
+            Err(_) => false,
+        };
+        if !retry || started.elapsed() + delay > budget {
+            return (result, tries);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests;

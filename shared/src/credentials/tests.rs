@@ -1,0 +1,157 @@
+use super::*;
+use crate::domain::connector::ConnectorStatus;
+use crate::domain::spec::parse_create;
+use crate::error::AwsCallError;
+use chrono::TimeZone;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+fn connector(prefix: &str) -> Connector {
+    let spec = parse_create(serde_json::json!({
+        "name": "c", "direction": "export", "bucket": "acme-data", "region": "us-east-1",
+        "prefix": prefix, "auth": {"mode": "role", "role_arn": "arn:aws:iam::111111111111:role/r"},
+    }))
+    .unwrap();
+    let when = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    Connector {
+        tenant_id: "acme".into(),
+        connector_id: "con_0193aaaabbbbccccddddeeeeffff0000".into(),
+        name: spec.name,
+        direction: spec.direction,
+        bucket: spec.bucket,
+        region: spec.region,
+        prefix: spec.prefix,
+        auth: Auth::Role {
+            role_arn: "arn:aws:iam::111111111111:role/r".into(),
+        },
+        external_id: "e".repeat(48),
+        challenge_file: "c.txt".into(),
+        schedule: spec.schedule,
+        export: spec.export,
+        ingest: None,
+        status: ConnectorStatus::PendingValidation,
+        validation: None,
+        next_run_at: None,
+        due_shard: None,
+        due_at: None,
+        version: 1,
+        created_at: when,
+        updated_at: when,
+    }
+}
+
+#[test]
+fn recognises_the_principal_and_its_sessions() {
+    let role = "arn:aws:iam::123456789012:role/s3-connector-access";
+    let cases = [
+        (role, role, true),
+        (
+            "arn:aws:sts::123456789012:assumed-role/s3-connector-access/fn",
+            role,
+            true,
+        ),
+        (
+            "arn:aws:sts::123456789012:assumed-role/connector-api-role/fn",
+            role,
+            false,
+        ),
+        (
+            "arn:aws:sts::999999999999:assumed-role/s3-connector-access/fn",
+            role,
+            false,
+        ),
+        (
+            "arn:aws:iam::123456789012:user/local-admin",
+            "arn:aws:iam::123456789012:user/local-admin",
+            true,
+        ),
+        ("arn:aws:iam::123456789012:user/local-admin", role, false),
+        (
+            "arn:aws:sts::123456789012:assumed-role/s3-connector-access/fn",
+            "arn:aws:iam::123456789012:role/team/s3-connector-access",
+            true,
+        ),
+    ];
+    for (caller, principal, expected) in cases {
+        assert_eq!(
+            is_same_principal(caller, principal),
+            expected,
+            "{caller} vs {principal}"
+        );
+    }
+}
+
+#[test]
+fn sessions_carry_the_connector_id_within_sts_limits() {
+    let c = connector("exports");
+    let name = session_name(&c);
+    assert_eq!(name, "connector-con_0193aaaabbbbccccddddeeeeffff0000");
+    assert!(name.len() <= 64);
+    assert!(
+        name.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "+=,.@_-".contains(ch))
+    );
+}
+
+#[test]
+fn session_policy_narrows_to_bucket_and_prefix() {
+    let c = connector("exports");
+    let policy: serde_json::Value = serde_json::from_str(&session_policy(&c)).unwrap();
+    let text = policy.to_string();
+    assert!(text.contains("arn:aws:s3:::acme-data/exports/*"), "{text}");
+    assert!(!text.contains("\"s3:*\""), "{text}");
+    assert!(!text.contains("Sid"), "compact: {text}");
+    assert!(session_policy(&c).len() <= MAX_SESSION_POLICY_CHARS);
+
+    // A prefix too long for STS's limit falls back to the bucket, never to everything.
+    let long = connector(&"deep/".repeat(180));
+    let policy: serde_json::Value = serde_json::from_str(&session_policy(&long)).unwrap();
+    assert_eq!(
+        policy["Statement"][0]["Resource"],
+        serde_json::json!(["arn:aws:s3:::acme-data", "arn:aws:s3:::acme-data/*"])
+    );
+}
+
+fn denied() -> CredentialError {
+    CredentialError::Aws(AwsCallError {
+        service: "sts",
+        operation: "AssumeRole",
+        code: Some("AccessDenied".into()),
+        message: "not authorized".into(),
+        http_status: Some(403),
+        retryable: false,
+    })
+}
+
+#[tokio::test]
+async fn refused_assumptions_are_retried_until_they_work_or_the_budget_ends() {
+    // Works on the third try.
+    let calls = AtomicU32::new(0);
+    let (result, tries) = with_propagation_retries(Duration::from_secs(10), || async {
+        if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+            Err(denied())
+        } else {
+            Ok(7)
+        }
+    })
+    .await;
+    assert_eq!(result.unwrap(), 7);
+    assert_eq!(tries, 3);
+
+    // Never works: stops within the budget.
+    let started = Instant::now();
+    let (result, tries) = with_propagation_retries(Duration::from_millis(1600), || async {
+        Err::<(), _>(denied())
+    })
+    .await;
+    assert!(result.is_err());
+    assert!(tries >= 2, "retried: {tries}");
+    assert!(started.elapsed() < Duration::from_millis(1700));
+
+    // A missing secret is not a propagation delay: no retry.
+    let (result, tries) = with_propagation_retries(Duration::from_secs(10), || async {
+        Err::<(), _>(CredentialError::SecretMissing)
+    })
+    .await;
+    assert!(matches!(result, Err(CredentialError::SecretMissing)));
+    assert_eq!(tries, 1);
+}

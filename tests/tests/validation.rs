@@ -1,0 +1,446 @@
+//! Connection validation against the local stack with IAM enforced: customer roles, users,
+//! policies and buckets are created in a stand-in customer account from the very documents the
+//! setup endpoint returns, then broken one permission at a time.
+
+use serde_json::{Value, json};
+use tests::{Api, Stack, unique_bucket, unique_tenant, without_action};
+
+struct Setup<'a> {
+    api: Api<'a>,
+    id: String,
+    body: Value,
+    setup: Value,
+}
+
+/// Creates an export connector with role auth on a fresh customer bucket and returns it with its
+/// setup instructions (the role itself is created by the caller).
+async fn role_connector<'a>(
+    stack: &'a Stack,
+    label: &str,
+    bucket_region: &str,
+) -> (Setup<'a>, String) {
+    let customer = stack.customer();
+    let bucket = unique_bucket(label);
+    customer.create_bucket(&bucket, bucket_region).await;
+    let role_name = format!("{label}-{}", &bucket[bucket.len() - 8..]);
+    let role_arn = format!("arn:aws:iam::{}:role/{role_name}", customer.account_id);
+    let api = stack.api(&unique_tenant(label));
+    let created = api
+        .post(
+            "/connectors",
+            &json!({
+                "name": label, "direction": "export", "bucket": bucket, "region": "us-east-1",
+                "prefix": "exports/daily", "auth": {"mode": "role", "role_arn": role_arn},
+            }),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.raw_body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let setup = api.get(&format!("/connectors/{id}/setup")).await.body;
+    (
+        Setup {
+            api,
+            id,
+            body: created.body,
+            setup,
+        },
+        role_name,
+    )
+}
+
+async fn validate(s: &Setup<'_>) -> Value {
+    let out = s
+        .api
+        .post(&format!("/connectors/{}/validate", s.id), &json!({}))
+        .await;
+    assert_eq!(out.status, 200, "{}", out.raw_body);
+    out.body
+}
+
+fn check<'v>(report: &'v Value, id: &str) -> &'v Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id}: {report}"))
+}
+
+fn statuses(report: &Value) -> Vec<(String, String)> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_role_set_up_as_instructed_passes_and_activates() {
+    let stack = Stack::connect().await;
+    let (s, role) = role_connector(&stack, "pass", "us-east-1").await;
+    let customer = stack.customer();
+    customer
+        .create_role(
+            &role,
+            &s.setup["trust_policy"],
+            &s.setup["permission_policy"],
+        )
+        .await;
+
+    let report = validate(&s).await;
+    assert_eq!(report["status"], "active", "{report:#}");
+    let expected = [
+        ("config", "pass"),
+        ("credentials", "pass"),
+        ("external_id_enforced", "pass"),
+        ("bucket_exists", "pass"),
+        ("bucket_region", "pass"),
+        ("list", "pass"),
+        ("write", "pass"),
+        ("multipart", "pass"),
+        ("read", "pass"),
+        ("delete", "pass"),
+        ("source_read", "skip"),
+        ("move", "skip"),
+        ("challenge_file", "skip"),
+        ("bucket_settings", "pass"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(statuses(&report), expected);
+    for c in report["checks"].as_array().unwrap() {
+        assert!(c["duration_ms"].is_u64() && c["message"].is_string(), "{c}");
+    }
+
+    // Stored on the connector: active, with the checks; test objects are gone.
+    let connector = s.api.get(&format!("/connectors/{}", s.id)).await.body;
+    assert_eq!(connector["status"], "active");
+    assert_eq!(connector["validation"]["checks"], report["checks"]);
+    assert_eq!(connector["version"], report["connector_version"]);
+    let bucket = s.body["bucket"].as_str().unwrap();
+    assert_eq!(
+        customer
+            .keys_under(bucket, "exports/daily/.connector-check/")
+            .await,
+        Vec::<String>::new()
+    );
+
+    // Schedulable now: it appears in the scheduler's index.
+    let item = stack
+        .stored_item(&connector_tenant(&s), &s.id)
+        .await
+        .unwrap();
+    assert!(
+        item["due_shard"].as_str().unwrap().starts_with("due#"),
+        "{item}"
+    );
+}
+
+fn connector_tenant(s: &Setup<'_>) -> String {
+    // The API client was built for one tenant; it is in the stored item's key.
+    s.api.tenant().to_owned()
+}
+
+#[tokio::test]
+async fn each_missing_action_fails_its_check_and_names_the_action() {
+    let stack = Stack::connect().await;
+    // (action removed, failing check)
+    let cases = [
+        ("s3:PutObject", "write"),
+        ("s3:GetObject", "read"),
+        ("s3:DeleteObject", "delete"),
+        ("s3:AbortMultipartUpload", "multipart"),
+        ("s3:ListBucket", "list"),
+        ("s3:GetBucketLocation", "bucket_exists"),
+    ];
+    for (action, failing) in cases {
+        {
+            let label = format!("miss-{}", failing.replace('_', "-"));
+            let (s, role) = role_connector(&stack, &label, "us-east-1").await;
+            let customer = stack.customer();
+            customer
+                .create_role(
+                    &role,
+                    &s.setup["trust_policy"],
+                    &without_action(&s.setup["permission_policy"], action),
+                )
+                .await;
+            let report = validate(&s).await;
+            assert_eq!(report["status"], "failed", "{action}: {report:#}");
+            let c = check(&report, failing);
+            assert_eq!(c["status"], "fail", "{action}: {report:#}");
+            assert_eq!(c["aws_error_code"], "AccessDenied", "{action}: {c}");
+            let remediation = c["remediation"].as_str().unwrap();
+            assert!(remediation.contains(action), "{action}: {remediation}");
+            assert!(remediation.contains(&role), "names the role: {remediation}");
+            // Whatever failed, no test object stays behind unless deleting is what is missing.
+            let bucket = s.body["bucket"].as_str().unwrap();
+            let left = customer
+                .keys_under(bucket, "exports/daily/.connector-check/")
+                .await;
+            if action == "s3:DeleteObject" {
+                assert!(!left.is_empty());
+                assert!(
+                    c["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("delete them by hand"),
+                    "{c}"
+                );
+            } else {
+                assert!(left.is_empty(), "{action}: left {left:?}");
+            }
+            let connector = s.api.get(&format!("/connectors/{}", s.id)).await.body;
+            assert_eq!(connector["status"], "failed");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_missing_bucket_is_reported_and_later_checks_skipped() {
+    let stack = Stack::connect().await;
+    let (s, role) = role_connector(&stack, "nobucket", "us-east-1").await;
+    let customer = stack.customer();
+    customer
+        .create_role(
+            &role,
+            &s.setup["trust_policy"],
+            &s.setup["permission_policy"],
+        )
+        .await;
+    customer
+        .s3
+        .delete_bucket()
+        .bucket(s.body["bucket"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let report = validate(&s).await;
+    assert_eq!(report["status"], "failed");
+    let c = check(&report, "bucket_exists");
+    assert_eq!(c["status"], "fail", "{report:#}");
+    assert!(c["message"].as_str().unwrap().contains("no bucket named"));
+    for id in ["list", "write", "delete"] {
+        assert_eq!(check(&report, id)["status"], "skip", "{id}");
+    }
+}
+
+#[tokio::test]
+async fn a_bucket_in_another_region_names_the_right_region() {
+    let stack = Stack::connect().await;
+    let (s, role) = role_connector(&stack, "region", "eu-west-1").await;
+    stack
+        .customer()
+        .create_role(
+            &role,
+            &s.setup["trust_policy"],
+            &s.setup["permission_policy"],
+        )
+        .await;
+    let report = validate(&s).await;
+    assert_eq!(report["status"], "failed");
+    let c = check(&report, "bucket_region");
+    assert_eq!(c["status"], "fail", "{report:#}");
+    assert!(
+        c["remediation"].as_str().unwrap().contains("eu-west-1"),
+        "{c}"
+    );
+    assert_eq!(report["bucket_region"], "eu-west-1");
+}
+
+#[tokio::test]
+async fn a_trust_policy_without_external_id_is_a_confused_deputy() {
+    let stack = Stack::connect().await;
+    let (s, role) = role_connector(&stack, "deputy", "us-east-1").await;
+    let mut trust = s.setup["trust_policy"].clone();
+    trust["Statement"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("Condition");
+    stack
+        .customer()
+        .create_role(&role, &trust, &s.setup["permission_policy"])
+        .await;
+    let report = validate(&s).await;
+    assert_eq!(report["status"], "failed", "{report:#}");
+    let c = check(&report, "external_id_enforced");
+    assert_eq!(c["status"], "fail");
+    assert!(
+        c["remediation"]
+            .as_str()
+            .unwrap()
+            .contains(s.body["external_id"].as_str().unwrap())
+    );
+    assert_eq!(
+        check(&report, "write")["status"],
+        "pass",
+        "the other checks still run"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_external_id_in_the_trust_policy_fails_credentials() {
+    let stack = Stack::connect().await;
+    let (s, role) = role_connector(&stack, "wrongext", "us-east-1").await;
+    let mut trust = s.setup["trust_policy"].clone();
+    trust["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"] =
+        json!("someone-elses-id");
+    stack
+        .customer()
+        .create_role(&role, &trust, &s.setup["permission_policy"])
+        .await;
+    let report = validate(&s).await;
+    assert_eq!(report["status"], "failed");
+    let c = check(&report, "credentials");
+    assert_eq!(c["status"], "fail", "{report:#}");
+    assert_eq!(c["aws_error_code"], "AccessDenied");
+    assert!(
+        c["message"].as_str().unwrap().contains("tried"),
+        "retried for propagation: {c}"
+    );
+    assert!(
+        c["remediation"]
+            .as_str()
+            .unwrap()
+            .contains(s.body["external_id"].as_str().unwrap())
+    );
+    assert_eq!(check(&report, "write")["status"], "skip");
+}
+
+#[tokio::test]
+async fn access_keys_pass_and_never_reach_the_logs() {
+    let stack = Stack::connect().await;
+    let customer = stack.customer();
+    let bucket = unique_bucket("keys");
+    customer.create_bucket(&bucket, "us-east-1").await;
+    let api = stack.api(&unique_tenant("keys"));
+    // Create with placeholder keys to get the policy, then the real user and keys.
+    let body = json!({
+        "name": "drops", "direction": "ingest", "bucket": bucket, "region": "us-east-1", "prefix": "in/",
+        "auth": {"mode": "access_key", "access_key_id": "AKIAPLACEHOLDER00000", "secret_access_key": "placeholderplaceholderplaceholder0000000"},
+        "ingest": {"table": "orders", "success_dir": "done/", "failed_dir": "failed/"}
+    });
+    let created = api.post("/connectors", &body).await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let setup = api.get(&format!("/connectors/{id}/setup")).await.body;
+    let user = format!("connector-{}", &bucket[bucket.len() - 8..]);
+    let (key_id, secret) = customer
+        .create_user_with_key(&user, &setup["permission_policy"])
+        .await;
+    customer
+        .s3
+        .put_object()
+        .bucket(&bucket)
+        .key("in/orders-1.csv")
+        .body(b"id\n1\n".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let patched = api
+        .patch(
+            &format!("/connectors/{id}"),
+            1,
+            &json!({"auth": {"access_key_id": key_id, "secret_access_key": secret}}),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.raw_body);
+
+    let out = api
+        .post(&format!("/connectors/{id}/validate"), &json!({}))
+        .await;
+    let report = &out.body;
+    assert_eq!(report["status"], "active", "{report:#}");
+    assert_eq!(check(report, "source_read")["status"], "pass");
+    assert!(
+        check(report, "source_read")["message"]
+            .as_str()
+            .unwrap()
+            .contains("in/orders-1.csv")
+    );
+    assert_eq!(check(report, "move")["status"], "pass");
+    assert_eq!(check(report, "external_id_enforced")["status"], "skip");
+    assert!(!out.raw_body.contains(&secret));
+    assert_eq!(
+        customer.keys_under(&bucket, "done/").await,
+        Vec::<String>::new(),
+        "test copies removed"
+    );
+
+    // The functions' log (everything they printed while the stack ran) never shows the secret.
+    let log = std::fs::read_to_string(tests::StackEnv::repo_root().join(".local-stack/lambda.log"))
+        .expect("function log");
+    assert!(
+        log.contains(&id) || log.contains("/validate"),
+        "the log covers this request"
+    );
+    assert!(
+        !log.contains(&secret),
+        "secret access key found in the function log"
+    );
+}
+
+#[tokio::test]
+async fn challenge_file_missing_then_present() {
+    let stack = Stack::connect().await;
+    let customer = stack.customer();
+    let bucket = unique_bucket("challenge");
+    customer.create_bucket(&bucket, "us-east-1").await;
+    let api = stack.api(&unique_tenant("challenge"));
+    let created = api
+        .post("/connectors", &json!({"name": "stitch-style", "direction": "export", "bucket": bucket, "region": "us-east-1", "prefix": "drop", "auth": {"mode": "bucket_policy"}}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.raw_body);
+    let id = created.body["id"].as_str().unwrap();
+    let setup = api.get(&format!("/connectors/{id}/setup")).await.body;
+    customer
+        .s3
+        .put_bucket_policy()
+        .bucket(&bucket)
+        .policy(setup["bucket_policy"].to_string())
+        .send()
+        .await
+        .expect("PutBucketPolicy");
+
+    let report = api
+        .post(&format!("/connectors/{id}/validate"), &json!({}))
+        .await
+        .body;
+    let c = check(&report, "challenge_file");
+    assert_eq!(c["status"], "fail", "{report:#}");
+    assert!(
+        c["remediation"]
+            .as_str()
+            .unwrap()
+            .contains(created.body["challenge_file"].as_str().unwrap())
+    );
+    assert_eq!(report["status"], "failed");
+
+    let key = setup["challenge_file"]["key"].as_str().unwrap();
+    customer
+        .s3
+        .put_object()
+        .bucket(&bucket)
+        .key(key)
+        .body(Vec::new().into())
+        .send()
+        .await
+        .unwrap();
+    let report = api
+        .post(&format!("/connectors/{id}/validate"), &json!({}))
+        .await
+        .body;
+    assert_eq!(
+        check(&report, "challenge_file")["status"],
+        "pass",
+        "{report:#}"
+    );
+    assert_eq!(report["status"], "active", "{report:#}");
+}
