@@ -455,22 +455,21 @@ impl Customer {
             .expect("customer PutRolePolicy");
     }
 
-    /// An IAM user with the policy and a new access key: (key id, secret).
-    pub async fn create_user_with_key(&self, name: &str, permissions: &Value) -> (String, String) {
+    /// An IAM user (with the policy, if any) and a new access key: (key id, secret).
+    pub async fn create_user_with_key(
+        &self,
+        name: &str,
+        permissions: Option<&Value>,
+    ) -> (String, String) {
         self.iam
             .create_user()
             .user_name(name)
             .send()
             .await
             .expect("CreateUser");
-        self.iam
-            .put_user_policy()
-            .user_name(name)
-            .policy_name("connector")
-            .policy_document(permissions.to_string())
-            .send()
-            .await
-            .expect("PutUserPolicy");
+        if let Some(permissions) = permissions {
+            self.put_user_policy(name, permissions).await;
+        }
         let key = self
             .iam
             .create_access_key()
@@ -481,6 +480,17 @@ impl Customer {
             .access_key
             .expect("key");
         (key.access_key_id, key.secret_access_key)
+    }
+
+    pub async fn put_user_policy(&self, user: &str, permissions: &Value) {
+        self.iam
+            .put_user_policy()
+            .user_name(user)
+            .policy_name("connector")
+            .policy_document(permissions.to_string())
+            .send()
+            .await
+            .expect("PutUserPolicy");
     }
 
     /// Keys under `prefix` (to check what validation left behind).

@@ -333,7 +333,7 @@ async fn access_keys_pass_and_never_reach_the_logs() {
     let setup = api.get(&format!("/connectors/{id}/setup")).await.body;
     let user = format!("connector-{}", &bucket[bucket.len() - 8..]);
     let (key_id, secret) = customer
-        .create_user_with_key(&user, &setup["permission_policy"])
+        .create_user_with_key(&user, Some(&setup["permission_policy"]))
         .await;
     customer
         .s3
@@ -443,4 +443,109 @@ async fn challenge_file_missing_then_present() {
         "{report:#}"
     );
     assert_eq!(report["status"], "active", "{report:#}");
+}
+
+#[tokio::test]
+async fn run_credentials_renew_as_fresh_sessions_scoped_by_the_role() {
+    use aws_credential_types::provider::ProvideCredentials;
+    use shared::adapters::dynamodb::DynamoConnectorStore;
+    use shared::adapters::secrets_manager::SecretsManagerStore;
+    use shared::credentials::{
+        ConnectorCredentials, CredentialBroker, SessionPurpose, TokenSource,
+    };
+    use shared::ports::ConnectorStore;
+    use std::sync::Arc;
+
+    let stack = Stack::connect().await;
+    let (s, role) = role_connector(&stack, "session", "us-east-1").await;
+    let customer = stack.customer();
+    customer
+        .create_role(
+            &role,
+            &s.setup["trust_policy"],
+            &s.setup["permission_policy"],
+        )
+        .await;
+    let store = DynamoConnectorStore::new(stack.dynamodb(), stack.env.get("CONNECTORS_TABLE"));
+    let connector = store
+        .get(s.api.tenant(), &s.id)
+        .await
+        .unwrap()
+        .expect("stored");
+    let broker = Arc::new(CredentialBroker::new(
+        &stack.sdk,
+        SecretsManagerStore::new(stack.secrets()),
+        stack.env.get("CONNECTOR_PRINCIPAL_ARN").to_owned(),
+        TokenSource::None,
+    ));
+    let provider = ConnectorCredentials::new(broker, Arc::new(connector), SessionPurpose::Run);
+
+    // Each call is a new session (what the SDK's identity cache asks for when the last nears
+    // expiry), lasting an hour at most.
+    let first = provider.provide_credentials().await.expect("session");
+    let second = provider.provide_credentials().await.expect("session");
+    assert_ne!(first.access_key_id(), second.access_key_id());
+    assert!(first.session_token().is_some());
+    let lifetime = first
+        .expiry()
+        .unwrap()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(
+        lifetime <= std::time::Duration::from_secs(3600)
+            && lifetime > std::time::Duration::from_secs(3000),
+        "{lifetime:?}"
+    );
+
+    // An S3 client on the provider acts with the role's permissions: inside the prefix yes,
+    // outside it no.
+    let config = aws_sdk_s3::config::Builder::from(&stack.sdk)
+        .credentials_provider(provider)
+        .force_path_style(true)
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(config);
+    let bucket = s.body["bucket"].as_str().unwrap();
+    s3.put_object()
+        .bucket(bucket)
+        .key("exports/daily/part-1.csv")
+        .body(b"a\n".to_vec().into())
+        .send()
+        .await
+        .expect("inside the prefix");
+    let outside = s3
+        .put_object()
+        .bucket(bucket)
+        .key("elsewhere/x.csv")
+        .body(b"a\n".to_vec().into())
+        .send()
+        .await;
+    assert!(outside.is_err(), "outside the prefix is denied");
+}
+
+#[tokio::test]
+async fn web_identity_without_a_token_source_says_so() {
+    let stack = Stack::connect().await;
+    let customer = stack.customer();
+    let bucket = unique_bucket("webid");
+    customer.create_bucket(&bucket, "us-east-1").await;
+    let api = stack.api(&unique_tenant("webid"));
+    let created = api
+        .post("/connectors", &json!({"name": "oidc", "direction": "export", "bucket": bucket, "region": "us-east-1",
+            "auth": {"mode": "web_identity", "role_arn": format!("arn:aws:iam::{}:role/oidc-role", customer.account_id)}}))
+        .await;
+    let id = created.body["id"].as_str().unwrap();
+    let report = api
+        .post(&format!("/connectors/{id}/validate"), &json!({}))
+        .await
+        .body;
+    let c = check(&report, "credentials");
+    assert_eq!(c["status"], "fail", "{report:#}");
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap()
+            .contains("WEB_IDENTITY_TOKEN_FILE"),
+        "{c}"
+    );
+    assert_eq!(report["status"], "failed");
 }

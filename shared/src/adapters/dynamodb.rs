@@ -4,6 +4,9 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::domain::connector::Connector;
 use crate::error::{AwsCallError, StoreError};
@@ -48,6 +51,23 @@ fn to_item(connector: &Connector) -> Result<Item, StoreError> {
 
 fn from_item(item: Item) -> Result<Connector, StoreError> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Outcome of a conditional write: `on_condition` when the condition did not hold.
+fn conditional<O, E>(
+    result: Result<O, SdkError<E, HttpResponse>>,
+    operation: &'static str,
+    is_condition_failure: impl Fn(&E) -> bool,
+    on_condition: StoreError,
+) -> Result<(), StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(&is_condition_failure) => Err(on_condition),
+        Err(e) => Err(AwsCallError::from_sdk("dynamodb", operation, &e).into()),
+    }
 }
 
 fn version_value(version: u64) -> AttributeValue {
@@ -174,16 +194,12 @@ impl ConnectorStore for DynamoConnectorStore {
             .condition_expression("attribute_not_exists(connector_id)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::AlreadyExists)
-            }
-            Err(e) => Err(AwsCallError::from_sdk("dynamodb", "PutItem", &e).into()),
-        }
+        conditional(
+            result,
+            "PutItem",
+            |e| e.is_conditional_check_failed_exception(),
+            StoreError::AlreadyExists,
+        )
     }
 
     async fn replace(
@@ -200,18 +216,14 @@ impl ConnectorStore for DynamoConnectorStore {
             .expression_attribute_values(":expected", version_value(expected_version))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::VersionConflict {
-                    expected: expected_version,
-                })
-            }
-            Err(e) => Err(AwsCallError::from_sdk("dynamodb", "PutItem", &e).into()),
-        }
+        conditional(
+            result,
+            "PutItem",
+            |e| e.is_conditional_check_failed_exception(),
+            StoreError::VersionConflict {
+                expected: expected_version,
+            },
+        )
     }
 
     async fn delete(
@@ -229,17 +241,13 @@ impl ConnectorStore for DynamoConnectorStore {
             .expression_attribute_values(":expected", version_value(expected_version))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::VersionConflict {
-                    expected: expected_version,
-                })
-            }
-            Err(e) => Err(AwsCallError::from_sdk("dynamodb", "DeleteItem", &e).into()),
-        }
+        conditional(
+            result,
+            "DeleteItem",
+            |e| e.is_conditional_check_failed_exception(),
+            StoreError::VersionConflict {
+                expected: expected_version,
+            },
+        )
     }
 }

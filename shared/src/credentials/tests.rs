@@ -1,41 +1,15 @@
 use super::*;
-use crate::domain::connector::ConnectorStatus;
-use crate::domain::spec::parse_create;
+use crate::domain::testing::stored_connector;
 use crate::error::AwsCallError;
-use chrono::TimeZone;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 fn connector(prefix: &str) -> Connector {
-    let spec = parse_create(serde_json::json!({
-        "name": "c", "direction": "export", "bucket": "acme-data", "region": "us-east-1",
-        "prefix": prefix, "auth": {"mode": "role", "role_arn": "arn:aws:iam::111111111111:role/r"},
-    }))
-    .unwrap();
-    let when = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     Connector {
-        tenant_id: "acme".into(),
         connector_id: "con_0193aaaabbbbccccddddeeeeffff0000".into(),
-        name: spec.name,
-        direction: spec.direction,
-        bucket: spec.bucket,
-        region: spec.region,
-        prefix: spec.prefix,
-        auth: Auth::Role {
-            role_arn: "arn:aws:iam::111111111111:role/r".into(),
-        },
-        external_id: "e".repeat(48),
-        challenge_file: "c.txt".into(),
-        schedule: spec.schedule,
-        export: spec.export,
-        ingest: None,
-        status: ConnectorStatus::PendingValidation,
-        validation: None,
-        next_run_at: None,
-        due_shard: None,
-        due_at: None,
-        version: 1,
-        created_at: when,
-        updated_at: when,
+        ..stored_connector(serde_json::json!({
+            "name": "c", "direction": "export", "bucket": "acme-data", "region": "us-east-1",
+            "prefix": prefix, "auth": {"mode": "role", "role_arn": "arn:aws:iam::111111111111:role/r"},
+        }))
     }
 }
 

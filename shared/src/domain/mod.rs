@@ -9,3 +9,5 @@ pub mod rules;
 pub mod schedule;
 pub mod setup;
 pub mod spec;
+#[cfg(test)]
+pub mod testing;

@@ -306,11 +306,24 @@ pub fn instructions(c: &Connector, platform: &PlatformIdentity) -> SetupInstruct
         steps.push(out.challenge_file.instructions.clone());
     }
     if c.direction == Direction::Ingest {
-        out.event_notification = Some(event_notification(c, platform));
-        steps.push(format!(
-            "Add the event notification in event_notification to {} so new files reach us within seconds (without it, files are picked up by the periodic poll).",
-            c.bucket
-        ));
+        // S3 notifies only queues in the bucket's own region.
+        let queue_region = platform
+            .ingest_queue_arn
+            .split(':')
+            .nth(3)
+            .unwrap_or_default();
+        if queue_region == c.region {
+            out.event_notification = Some(event_notification(c, platform));
+            steps.push(format!(
+                "Add the event notification in event_notification to {} so new files reach us within seconds (without it, files are picked up by the periodic poll).",
+                c.bucket
+            ));
+        } else {
+            steps.push(format!(
+                "No event notification is needed: S3 can notify only a queue in the bucket's region ({}), and ours is in {queue_region}; new files are picked up by the periodic poll.",
+                c.region
+            ));
+        }
     }
     steps.push(
         "Then validate the connector: POST /connectors/{id}/validate."

@@ -1,6 +1,5 @@
 use super::*;
-use crate::domain::connector::{Auth, ConnectorStatus};
-use crate::domain::spec::{AuthSpec, parse_create};
+use crate::domain::testing::{EXTERNAL_ID, stored_connector};
 use chrono::TimeZone;
 use serde_json::json;
 
@@ -12,39 +11,7 @@ fn connector(direction: &str, auth: serde_json::Value) -> Connector {
     if direction == "ingest" {
         body["ingest"] = json!({"table": "orders"});
     }
-    let spec = parse_create(body).unwrap();
-    let when = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-    Connector {
-        tenant_id: "acme".into(),
-        connector_id: "con_1".into(),
-        name: spec.name,
-        direction: spec.direction,
-        bucket: spec.bucket,
-        region: spec.region,
-        prefix: spec.prefix,
-        auth: match spec.auth {
-            AuthSpec::Role { role_arn } => Auth::Role { role_arn },
-            AuthSpec::WebIdentity { role_arn } => Auth::WebIdentity { role_arn },
-            AuthSpec::AccessKey(_) => Auth::AccessKey {
-                secret_arn: "arn:aws:secretsmanager:us-east-1:1:secret:s".into(),
-                access_key_id_hint: "AKIA…1234".into(),
-            },
-            AuthSpec::BucketPolicy => Auth::BucketPolicy,
-        },
-        external_id: "Ext123".into(),
-        challenge_file: "connector-challenge-x.txt".into(),
-        schedule: spec.schedule,
-        export: spec.export,
-        ingest: spec.ingest,
-        status: ConnectorStatus::PendingValidation,
-        validation: None,
-        next_run_at: None,
-        due_shard: None,
-        due_at: None,
-        version: 1,
-        created_at: when,
-        updated_at: when,
-    }
+    stored_connector(body)
 }
 
 fn role() -> Connector {
@@ -101,7 +68,7 @@ fn missing_permissions_name_the_action_resource_and_who_must_grant_it() {
                 "export",
                 json!({"mode": "access_key", "access_key_id": "AKIAEXAMPLEEXAMPLE12", "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}),
             ),
-            "the policy of the IAM user whose access key (AKIA…1234) this connector holds lacks s3:DeleteObject",
+            "the policy of the IAM user whose access key (AKIA…LE12) this connector holds lacks s3:DeleteObject",
         ),
         (
             connector("export", json!({"mode": "bucket_policy"})),
@@ -124,7 +91,7 @@ fn external_id_probe_fails_when_a_wrong_id_is_accepted() {
         accepted
             .remediation
             .unwrap()
-            .contains("\"sts:ExternalId\": \"Ext123\"")
+            .contains(&format!("\"sts:ExternalId\": \"{EXTERNAL_ID}\""))
     );
     assert_eq!(external_id_probe(&c, false).status, CheckStatus::Pass);
 }

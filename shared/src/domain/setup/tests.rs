@@ -1,7 +1,6 @@
 use super::*;
-use crate::domain::connector::{Auth, ConnectorStatus, IngestOptions};
-use crate::domain::spec::{AuthSpec, parse_create};
-use chrono::TimeZone;
+use crate::domain::connector::IngestOptions;
+use crate::domain::testing::stored_connector;
 
 fn platform() -> PlatformIdentity {
     PlatformIdentity {
@@ -22,39 +21,7 @@ fn connector(direction: &str, auth: Value) -> Connector {
         body["ingest"] =
             json!({"table": "orders", "success_dir": "done/", "failed_dir": "failed/"});
     }
-    let spec = parse_create(body).unwrap();
-    let when = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-    Connector {
-        tenant_id: "acme".into(),
-        connector_id: "con_1".into(),
-        name: spec.name,
-        direction: spec.direction,
-        bucket: spec.bucket,
-        region: spec.region,
-        prefix: spec.prefix,
-        auth: match spec.auth {
-            AuthSpec::Role { role_arn } => Auth::Role { role_arn },
-            AuthSpec::WebIdentity { role_arn } => Auth::WebIdentity { role_arn },
-            AuthSpec::AccessKey(_) => Auth::AccessKey {
-                secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:s".into(),
-                access_key_id_hint: "AKIA…1234".into(),
-            },
-            AuthSpec::BucketPolicy => Auth::BucketPolicy,
-        },
-        external_id: "ExternalIdForThisConnector0123456789abcdefABCDEF".into(),
-        challenge_file: "connector-challenge-abc.txt".into(),
-        schedule: spec.schedule,
-        export: spec.export,
-        ingest: spec.ingest,
-        status: ConnectorStatus::PendingValidation,
-        validation: None,
-        next_run_at: None,
-        due_shard: None,
-        due_at: None,
-        version: 1,
-        created_at: when,
-        updated_at: when,
-    }
+    stored_connector(body)
 }
 
 /// Structural IAM checks: version, statements with Effect/Action/Resource, known action names.
@@ -319,6 +286,23 @@ fn kms_encryption_adds_key_permissions() {
     assert_eq!(
         actions_on(&policy, key),
         vec!["kms:Decrypt", "kms:GenerateDataKey"]
+    );
+}
+
+#[test]
+fn notifications_are_offered_only_for_buckets_in_the_queues_region() {
+    let mut c = connector(
+        "ingest",
+        json!({"mode": "role", "role_arn": "arn:aws:iam::111111111111:role/r"}),
+    );
+    assert!(instructions(&c, &platform()).event_notification.is_some());
+    c.region = "eu-west-1".into();
+    let out = instructions(&c, &platform());
+    assert!(out.event_notification.is_none());
+    assert!(
+        out.steps
+            .iter()
+            .any(|s| s.contains("periodic poll") && s.contains("eu-west-1"))
     );
 }
 

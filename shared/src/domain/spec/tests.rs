@@ -1,5 +1,4 @@
 use super::*;
-use chrono::TimeZone;
 use serde_json::json;
 
 fn export_body() -> Value {
@@ -257,42 +256,14 @@ fn a_bad_body_lists_all_its_problems_at_once() {
     assert_eq!(got, vec!["name", "bucket", "region", "auth.role_arn", "x"]);
 }
 
+/// Stored and active, at version 3.
 fn stored(spec_body: Value) -> Connector {
-    let spec = parse_create(spec_body).unwrap();
-    let when = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     Connector {
-        tenant_id: "acme".into(),
-        connector_id: "con_1".into(),
-        name: spec.name,
-        direction: spec.direction,
-        bucket: spec.bucket,
-        region: spec.region,
-        prefix: spec.prefix,
-        auth: match spec.auth {
-            AuthSpec::Role { role_arn } => Auth::Role { role_arn },
-            AuthSpec::AccessKey(_) => Auth::AccessKey {
-                secret_arn: "arn:aws:secretsmanager:us-east-1:1:secret:x".into(),
-                access_key_id_hint: "AKIA…LE12".into(),
-            },
-            _ => Auth::BucketPolicy,
-        },
-        external_id: "ext".into(),
-        challenge_file: "c.txt".into(),
-        schedule: spec.schedule,
-        export: spec.export,
-        ingest: spec.ingest,
         status: crate::domain::connector::ConnectorStatus::Active,
-        validation: None,
-        next_run_at: None,
-        due_shard: None,
-        due_at: None,
         version: 3,
-        created_at: when,
-        updated_at: when,
+        ..crate::domain::testing::stored_connector(spec_body)
     }
 }
-
-use chrono::Utc;
 
 #[test]
 fn patch_merges_into_the_current_connector() {

@@ -1,0 +1,47 @@
+//! Fixtures shared by the domain's unit tests.
+
+use chrono::TimeZone;
+use serde_json::Value;
+
+use super::connector::{Auth, Connector, ConnectorStatus};
+use super::spec::{AuthSpec, parse_create};
+
+pub const EXTERNAL_ID: &str = "ExternalIdForThisConnector0123456789abcdefABCDEF";
+
+/// The connector the service would store for this create body: tenant `acme`, id `con_1`,
+/// version 1, pending validation, fixed external ID and challenge file.
+pub fn stored_connector(body: Value) -> Connector {
+    let spec = parse_create(body).expect("fixture bodies are valid");
+    let when = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    Connector {
+        tenant_id: "acme".into(),
+        connector_id: "con_1".into(),
+        name: spec.name,
+        direction: spec.direction,
+        bucket: spec.bucket,
+        region: spec.region,
+        prefix: spec.prefix,
+        auth: match spec.auth {
+            AuthSpec::Role { role_arn } => Auth::Role { role_arn },
+            AuthSpec::WebIdentity { role_arn } => Auth::WebIdentity { role_arn },
+            AuthSpec::AccessKey(keys) => Auth::AccessKey {
+                secret_arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:s".into(),
+                access_key_id_hint: keys.map(|k| k.hint()).unwrap_or_default(),
+            },
+            AuthSpec::BucketPolicy => Auth::BucketPolicy,
+        },
+        external_id: EXTERNAL_ID.into(),
+        challenge_file: "connector-challenge-abc.txt".into(),
+        schedule: spec.schedule,
+        export: spec.export,
+        ingest: spec.ingest,
+        status: ConnectorStatus::PendingValidation,
+        validation: None,
+        next_run_at: None,
+        due_shard: None,
+        due_at: None,
+        version: 1,
+        created_at: when,
+        updated_at: when,
+    }
+}
