@@ -22,7 +22,9 @@ pub struct Settings {
     /// JWT claim that carries the tenant id.
     pub tenant_claim: String,
     pub platform: PlatformIdentity,
-    /// File holding our identity provider's token for `web_identity` connectors.
+    /// Our identity provider's token source for `web_identity` connectors: a program run with
+    /// the connector id, or a file path with `{connector_id}` in it.
+    pub web_identity_token_command: Option<String>,
     pub web_identity_token_file: Option<String>,
     /// How long validation retries a refused AssumeRole (IAM propagation).
     pub credentials_retry_seconds: u64,
@@ -65,10 +67,12 @@ impl Settings {
                 web_identity_audience: optional("WEB_IDENTITY_AUDIENCE", "sts.amazonaws.com"),
                 ingest_queue_arn: required("INGEST_QUEUE_ARN")?,
             },
+            web_identity_token_command: lookup("WEB_IDENTITY_TOKEN_COMMAND")
+                .filter(|v| !v.trim().is_empty()),
             web_identity_token_file: lookup("WEB_IDENTITY_TOKEN_FILE")
                 .filter(|v| !v.trim().is_empty()),
             credentials_retry_seconds: match lookup("VALIDATION_CREDENTIALS_RETRY_SECONDS") {
-                None => 20,
+                None => 15,
                 Some(v) => v.trim().parse().map_err(|_| ConfigError {
                     name: "VALIDATION_CREDENTIALS_RETRY_SECONDS",
                     problem: "must be a whole number of seconds",
@@ -105,7 +109,7 @@ mod tests {
         let s = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(s.tenant_claim, "tenant_id");
         assert_eq!(s.platform.web_identity_audience, "sts.amazonaws.com");
-        assert_eq!(s.credentials_retry_seconds, 20);
+        assert_eq!(s.credentials_retry_seconds, 15);
         assert_eq!(s.web_identity_token_file, None);
 
         for missing in ["CONNECTORS_TABLE", "SECRETS_PREFIX", "INGEST_QUEUE_ARN"] {

@@ -332,8 +332,9 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
         keys: &AccessKeyPair,
     ) -> Result<Auth, ServiceError> {
         let name = format!(
-            "{}{tenant_id}/{connector_id}/{}",
+            "{}{}/{connector_id}/{}",
             self.secrets_prefix,
+            secret_name_part(tenant_id),
             rules::generate_token(8)
         );
         let secret_arn = self.secrets.create(&name, keys, tenant_id).await?;
@@ -351,6 +352,21 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
             tracing::error!(secret_arn = arn, error = %e, "could not delete an unused secret; delete it by hand");
         }
     }
+}
+
+/// Secrets Manager names allow letters, digits and `/_+=.@-`; tenant ids may hold more (`:`).
+/// The connector id that follows keeps the name unique.
+fn secret_name_part(tenant_id: &str) -> String {
+    tenant_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "/_+=.@-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 fn next_run(schedule: Option<&str>) -> Option<chrono::DateTime<Utc>> {
@@ -372,5 +388,22 @@ fn direction_word(direction: Direction) -> &'static str {
     match direction {
         Direction::Export => "export",
         Direction::Ingest => "ingest",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secret_name_part;
+
+    #[test]
+    fn secret_names_hold_only_allowed_characters() {
+        let cases = [
+            ("acme", "acme"),
+            ("org:42", "org-42"),
+            ("a.b@c-d_e", "a.b@c-d_e"),
+        ];
+        for (tenant, expected) in cases {
+            assert_eq!(secret_name_part(tenant), expected, "{tenant}");
+        }
     }
 }

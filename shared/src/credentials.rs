@@ -24,6 +24,10 @@ use crate::domain::setup;
 use crate::error::{AwsCallError, SecretError};
 use crate::ports::SecretStore;
 
+/// Operation name of the first hop (function role → our principal), so a failure there is
+/// reported as ours, never as the customer's trust policy.
+pub const PLATFORM_ASSUME_ROLE: &str = "AssumeRole (platform principal)";
+
 /// STS's ceiling for a session policy (packed); past it we fall back to a bucket-wide policy.
 const MAX_SESSION_POLICY_CHARS: usize = 2048;
 
@@ -79,24 +83,73 @@ impl CredentialError {
     }
 }
 
-/// Where `web_identity` tokens come from: a file our identity provider's agent keeps fresh
-/// (as `AWS_WEB_IDENTITY_TOKEN_FILE` works), read at each use.
+/// Where `web_identity` tokens come from. The customer's trust policy pins the token's `sub` to
+/// one connector, so every source yields a token for the given connector.
 #[derive(Debug, Clone)]
 pub enum TokenSource {
-    File(std::path::PathBuf),
+    /// A file per connector, kept fresh by our identity provider's agent (as
+    /// `AWS_WEB_IDENTITY_TOKEN_FILE` works): `{connector_id}` in the path is replaced.
+    File(String),
+    /// A program of our identity provider, run with the connector id as its only argument;
+    /// it prints the token on stdout.
+    Command(std::path::PathBuf),
     None,
 }
 
 impl TokenSource {
-    fn token(&self) -> Result<String, CredentialError> {
-        match self {
-            TokenSource::File(path) => std::fs::read_to_string(path)
-                .map(|t| t.trim().to_owned())
-                .map_err(|e| CredentialError::Token(format!("{}: {e}", path.display()))),
-            TokenSource::None => Err(CredentialError::Token(
-                "WEB_IDENTITY_TOKEN_FILE is not configured".into(),
-            )),
+    /// From `WEB_IDENTITY_TOKEN_COMMAND` (preferred) or `WEB_IDENTITY_TOKEN_FILE`.
+    pub fn from_settings(command: Option<&str>, file: Option<&str>) -> Self {
+        match (command, file) {
+            (Some(command), _) => TokenSource::Command(command.into()),
+            (None, Some(file)) => TokenSource::File(file.to_owned()),
+            (None, None) => TokenSource::None,
         }
+    }
+
+    pub async fn token(&self, connector_id: &str) -> Result<String, CredentialError> {
+        let token = match self {
+            TokenSource::File(template) => {
+                let path = template.replace("{connector_id}", connector_id);
+                tokio::fs::read_to_string(&path)
+                    .await
+                    .map_err(|e| CredentialError::Token(format!("{path}: {e}")))?
+            }
+            TokenSource::Command(program) => {
+                let out = tokio::process::Command::new(program)
+                    .arg(connector_id)
+                    .kill_on_drop(true)
+                    .output()
+                    .await
+                    .map_err(|e| CredentialError::Token(format!("{}: {e}", program.display())))?;
+                if !out.status.success() {
+                    // stderr may be diagnostic, but never echo stdout: it could hold a token.
+                    return Err(CredentialError::Token(format!(
+                        "{} exited with {}",
+                        program.display(),
+                        out.status
+                    )));
+                }
+                String::from_utf8(out.stdout).map_err(|_| {
+                    CredentialError::Token(format!(
+                        "{} printed a non-UTF-8 token",
+                        program.display()
+                    ))
+                })?
+            }
+            TokenSource::None => {
+                return Err(CredentialError::Token(
+                    "neither WEB_IDENTITY_TOKEN_COMMAND nor WEB_IDENTITY_TOKEN_FILE is configured"
+                        .into(),
+                ));
+            }
+        };
+        let token = token.trim().to_owned();
+        if token.is_empty() {
+            return Err(CredentialError::Token(
+                "the token source gave an empty token".into(),
+            ));
+        }
+        Ok(token)
     }
 }
 
@@ -144,7 +197,7 @@ impl CredentialBroker {
                 .assume_customer_role(connector, role_arn, &connector.external_id, purpose)
                 .await?),
             Auth::WebIdentity { role_arn } => {
-                let token = self.tokens.token()?;
+                let token = self.tokens.token(&connector.connector_id).await?;
                 let out = self
                     .sts
                     .assume_role_with_web_identity()
@@ -168,7 +221,7 @@ impl CredentialBroker {
                     "connector-access-key",
                 ))
             }
-            Auth::BucketPolicy => self.principal_credentials().await,
+            Auth::BucketPolicy => self.principal_credentials(Some(connector)).await,
         }
     }
 
@@ -209,17 +262,28 @@ impl CredentialBroker {
         Ok(out.arn.unwrap_or_default())
     }
 
-    async fn principal_credentials(&self) -> Result<Credentials, CredentialError> {
+    /// Our principal's credentials; for a `bucket_policy` connector (`scope`), narrowed by its
+    /// session policy to that connector's bucket and prefix.
+    async fn principal_credentials(
+        &self,
+        scope: Option<&Connector>,
+    ) -> Result<Credentials, CredentialError> {
         if self.must_chain().await? {
-            let out = self
+            let mut request = self
                 .sts
                 .assume_role()
                 .role_arn(&self.principal_arn)
-                .role_session_name("connector-platform")
-                .duration_seconds(3600)
+                .duration_seconds(3600);
+            request = match scope {
+                Some(c) => request
+                    .role_session_name(session_name(c))
+                    .policy(session_policy(c)),
+                None => request.role_session_name("connector-platform"),
+            };
+            let out = request
                 .send()
                 .await
-                .map_err(|e| AwsCallError::from_sdk("sts", "AssumeRole", &e))?;
+                .map_err(|e| AwsCallError::from_sdk("sts", PLATFORM_ASSUME_ROLE, &e))?;
             return Ok(sts_credentials(out.credentials, "connector-principal")?);
         }
         let provider = self
@@ -250,13 +314,13 @@ impl CredentialBroker {
         if !self.must_chain().await? {
             return Ok(self.sts.clone());
         }
-        let credentials = match self.principal_credentials().await {
+        let credentials = match self.principal_credentials(None).await {
             Ok(c) => c,
             Err(CredentialError::Aws(e)) => return Err(e),
             Err(other) => {
                 return Err(AwsCallError {
                     service: "sts",
-                    operation: "AssumeRole",
+                    operation: PLATFORM_ASSUME_ROLE,
                     code: None,
                     message: other.to_string(),
                     http_status: None,
@@ -318,24 +382,64 @@ pub fn session_name(connector: &Connector) -> String {
 /// The connector's own permissions as an inline session policy, so the session can do no more
 /// than this connector needs even when the customer's role is broader.
 pub fn session_policy(connector: &Connector) -> String {
-    let statements: Vec<_> = setup::s3_statements(connector, None)
-        .into_iter()
+    // STS takes session policies in a limited character range (up to U+00FF), and emulators
+    // mis-sign anything non-ASCII: a key character outside ASCII becomes the single-character
+    // wildcard `?`, which IAM matches against exactly one character of the name.
+    ascii_only(&session_policy_text(connector))
+}
+
+fn ascii_only(policy: &str) -> String {
+    policy
+        .chars()
+        .map(|c| if c.is_ascii() { c } else { '?' })
+        .collect()
+}
+
+fn session_policy_text(connector: &Connector) -> String {
+    let statements = setup::s3_statements(connector, None);
+    let compact: Vec<_> = statements
+        .iter()
+        .cloned()
         .map(|mut s| {
             s.as_object_mut().map(|m| m.remove("Sid"));
             s
         })
         .collect();
-    let policy = json!({"Version": "2012-10-17", "Statement": statements}).to_string();
+    let policy = json!({"Version": "2012-10-17", "Statement": compact}).to_string();
     if policy.len() <= MAX_SESSION_POLICY_CHARS {
         return policy;
     }
-    // Very long prefixes or folder lists: still confined to the bucket.
+    // Very long prefixes or folder lists: the same actions, on the whole bucket.
     let partition = crate::domain::rules::partition_for_region(&connector.region);
     let bucket = format!("arn:{partition}:s3:::{}", connector.bucket);
-    json!({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "s3:*", "Resource": [bucket.clone(), format!("{bucket}/*")]}
-    ]})
-    .to_string()
+    let mut s3_actions: Vec<String> = Vec::new();
+    let mut other = Vec::new();
+    for statement in statements {
+        let actions: Vec<String> = statement["Action"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if actions.iter().all(|a| a.starts_with("s3:")) {
+            for action in actions {
+                if !s3_actions.contains(&action) {
+                    s3_actions.push(action);
+                }
+            }
+        } else {
+            other.push(
+                json!({"Effect": "Allow", "Action": actions, "Resource": statement["Resource"]}),
+            );
+        }
+    }
+    let mut all = vec![
+        json!({"Effect": "Allow", "Action": s3_actions, "Resource": [bucket.clone(), format!("{bucket}/*")]}),
+    ];
+    all.extend(other);
+    json!({"Version": "2012-10-17", "Statement": all}).to_string()
 }
 
 fn sts_credentials(

@@ -37,6 +37,11 @@ pub struct Validator {
 /// A check's outcome when its precondition failed.
 const NEEDS_CREDENTIALS: &str = "skipped: the credentials check failed";
 const NEEDS_BUCKET: &str = "skipped: the bucket could not be reached";
+const NEEDS_OWNERSHIP: &str =
+    "skipped: upload the challenge file first, so we know you control this bucket";
+/// Longest wait for one check's calls: the whole validation must answer within API Gateway's
+/// 30 s, after the credentials check's retries.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Validator {
     pub fn new(broker: Arc<CredentialBroker>, credentials_retry: Duration) -> Self {
@@ -65,8 +70,28 @@ impl Validator {
         };
 
         let s3 = connector_s3_client(self.broker.base_config(), credentials, &c.region);
+        // Our principal is trusted by every customer's bucket policy, so a bucket_policy
+        // connector touches nothing before its creator proves they control the bucket.
+        let ownership = if checks::challenge_required(c) {
+            let probe = CheckRun::new(s3.clone(), c);
+            Some(timed("challenge_file", probe.challenge_file()).await)
+        } else {
+            None
+        };
+        if let Some(challenge) = ownership.as_ref().filter(|r| r.status != CheckStatus::Pass) {
+            checks.push(challenge.clone());
+            for id in checks::CHECK_IDS[2..]
+                .iter()
+                .filter(|id| **id != "challenge_file")
+            {
+                checks.push(CheckResult::skip(id, NEEDS_OWNERSHIP));
+            }
+            return ValidationReport::from_checks(checks, Utc::now(), None);
+        }
         let probe = self.external_id_check(c);
-        let bucket = bucket_checks(&s3, c);
+        let bucket = bounded("bucket_exists", bucket_checks(&s3, c), |timeout| {
+            (vec![timeout], None, false)
+        });
         let (probe, (bucket_results, bucket_region, reachable)) = tokio::join!(probe, bucket);
         checks.push(probe);
         checks.extend(bucket_results);
@@ -83,7 +108,12 @@ impl Validator {
             run.object_round_trip(),
             timed("multipart", run.multipart()),
             timed("source_read", run.source_read()),
-            timed("challenge_file", run.challenge_file()),
+            async {
+                match ownership {
+                    Some(proven) => proven,
+                    None => timed("challenge_file", run.challenge_file()).await,
+                }
+            },
             timed("bucket_settings", run.bucket_settings()),
         );
         checks.extend([list, multipart, source, challenge, settings]);
@@ -130,7 +160,8 @@ impl Validator {
         let mut check = match outcome {
             Ok(_) => checks::external_id_probe(c, true),
             Err(e) if e.is_access_denied() => checks::external_id_probe(c, false),
-            Err(e) => CheckResult::warn(
+            // Unproven is not safe: the connector must not become active on a guess.
+            Err(e) => CheckResult::fail(
                 ID,
                 format!("could not probe the trust policy: {e}"),
                 "validate again in a minute",
@@ -205,6 +236,17 @@ fn credentials_failure(
         String::new()
     };
     let denied = e.aws().is_some_and(AwsCallError::is_access_denied);
+    if e.aws()
+        .is_some_and(|a| a.operation == crate::credentials::PLATFORM_ASSUME_ROLE)
+    {
+        return CheckResult::fail(
+            ID,
+            format!("our service could not assume its own principal: {e}"),
+            "this is on our side, not yours: contact support; nothing in your account needs to change",
+        )
+        .with_code(code);
+    }
+    let sts_refused = e.aws().is_some_and(|a| a.service == "sts");
     let (message, remediation) = match (&c.auth, denied) {
         (Auth::Role { role_arn }, true) => (
             format!("we could not assume {role_arn}{retried}"),
@@ -217,7 +259,7 @@ fn credentials_failure(
             format!("we could not assume {role_arn} with our web identity token{retried}"),
             "register our OIDC provider in your account and set the role's trust policy from GET /connectors/{id}/setup".replace("{id}", &c.connector_id),
         ),
-        (Auth::AccessKey { access_key_id_hint, .. }, _) if e.aws().is_some() => (
+        (Auth::AccessKey { access_key_id_hint, .. }, _) if sts_refused => (
             format!("AWS refused the access key {access_key_id_hint}{retried}"),
             "the key may be deleted, inactive or mistyped: create a new access key for the IAM user and PATCH auth with it".to_owned(),
         ),
@@ -1007,10 +1049,27 @@ fn copy_source(bucket: &str, key: &str) -> String {
 
 async fn timed(id: &str, check: impl Future<Output = CheckResult>) -> CheckResult {
     let started = Instant::now();
-    let mut result = check.await;
+    let mut result = bounded(id, check, |timeout| timeout).await;
     debug_assert_eq!(result.id, id);
     result.duration_ms = elapsed_ms(started);
     result
+}
+
+/// Runs `work` for at most CHECK_TIMEOUT; past it, `on_timeout` turns a failed `id` check into
+/// the work's output type.
+async fn bounded<T>(
+    id: &str,
+    work: impl Future<Output = T>,
+    on_timeout: impl FnOnce(CheckResult) -> T,
+) -> T {
+    match tokio::time::timeout(CHECK_TIMEOUT, work).await {
+        Ok(out) => out,
+        Err(_) => on_timeout(CheckResult::fail(
+            id,
+            format!("S3 did not answer within {} s", CHECK_TIMEOUT.as_secs()),
+            "validate again; if it keeps timing out, check the bucket's region and any VPC endpoint policy",
+        )),
+    }
 }
 
 fn elapsed_ms(started: Instant) -> u64 {

@@ -242,6 +242,13 @@ async fn tenants_never_see_each_other() {
         404
     );
     assert_eq!(other.delete(&path).await.status, 404);
+    assert_eq!(
+        other
+            .post(&format!("{path}/validate"), &json!({}))
+            .await
+            .status,
+        404
+    );
     let listed = other.get("/connectors").await;
     assert_eq!(listed.body["items"], json!([]));
     // Still intact for its owner.

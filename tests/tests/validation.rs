@@ -375,15 +375,21 @@ async fn access_keys_pass_and_never_reach_the_logs() {
     );
 
     // The functions' log (everything they printed while the stack ran) never shows the secret.
-    let log = std::fs::read_to_string(tests::StackEnv::repo_root().join(".local-stack/lambda.log"))
-        .expect("function log");
+    let state_dir = std::env::var("LOCAL_STACK_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| tests::StackEnv::repo_root().join(".local-stack"));
+    let log = std::fs::read_to_string(state_dir.join("lambda.log")).expect("function log");
     assert!(
-        log.contains(&id) || log.contains("/validate"),
-        "the log covers this request"
+        log.contains(&format!("/connectors/{id}/validate")),
+        "the log covers this connector's validation"
     );
     assert!(
         !log.contains(&secret),
         "secret access key found in the function log"
+    );
+    assert!(
+        !log.contains(&key_id),
+        "access key id found in the function log"
     );
 }
 
@@ -415,6 +421,30 @@ async fn challenge_file_missing_then_present() {
         .body;
     let c = check(&report, "challenge_file");
     assert_eq!(c["status"], "fail", "{report:#}");
+    // Nothing touches the bucket before ownership is proven.
+    for id in [
+        "bucket_exists",
+        "list",
+        "write",
+        "delete",
+        "bucket_settings",
+    ] {
+        let skipped = check(&report, id);
+        assert_eq!(skipped["status"], "skip", "{id}: {skipped}");
+        assert!(
+            skipped["message"]
+                .as_str()
+                .unwrap()
+                .contains("challenge file"),
+            "{skipped}"
+        );
+    }
+    assert!(
+        customer
+            .keys_under(&bucket, "drop/.connector-check/")
+            .await
+            .is_empty()
+    );
     assert!(
         c["remediation"]
             .as_str()
@@ -548,4 +578,135 @@ async fn web_identity_without_a_token_source_says_so() {
         "{c}"
     );
     assert_eq!(report["status"], "failed");
+}
+
+#[tokio::test]
+async fn ingest_handles_keys_with_spaces_plus_escapes_and_unicode() {
+    let stack = Stack::connect().await;
+    let customer = stack.customer();
+    let bucket = unique_bucket("keys-odd");
+    customer.create_bucket(&bucket, "us-east-1").await;
+    let role_name = format!("ingest-odd-{}", &bucket[bucket.len() - 8..]);
+    let role_arn = format!("arn:aws:iam::{}:role/{role_name}", customer.account_id);
+    // Spaces go in the file name, not the prefix: moto mis-verifies the signature of an STS call
+    // whose session policy holds a space (real STS accepts it).
+    let prefix = "incoming/données/a+b%2B/";
+    let api = stack.api(&unique_tenant("odd"));
+    let created = api
+        .post(
+            "/connectors",
+            &json!({"name": "odd keys", "direction": "ingest", "bucket": bucket, "region": "us-east-1",
+                "prefix": prefix, "auth": {"mode": "role", "role_arn": role_arn},
+                "ingest": {"table": "orders", "success_dir": "done/été+1/", "failed_dir": "failed/%2B/"}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.raw_body);
+    assert_eq!(created.body["prefix"], prefix, "stored as given");
+    let id = created.body["id"].as_str().unwrap();
+    let setup = api.get(&format!("/connectors/{id}/setup")).await.body;
+    // moto rejects the signature of IAM calls whose form body holds non-ASCII text, so the role
+    // gets the setup policy's actions on the whole bucket instead of the Unicode prefix.
+    let mut permissions = setup["permission_policy"].clone();
+    for statement in permissions["Statement"].as_array_mut().unwrap() {
+        let objects = statement["Resource"].to_string().contains('/');
+        statement["Resource"] = if objects {
+            json!(format!("arn:aws:s3:::{bucket}/*"))
+        } else {
+            json!(format!("arn:aws:s3:::{bucket}"))
+        };
+        statement.as_object_mut().unwrap().remove("Condition");
+    }
+    customer
+        .create_role(&role_name, &setup["trust_policy"], &permissions)
+        .await;
+    let file = format!("{prefix}order 1+2 %2B 日本.csv");
+    customer
+        .s3
+        .put_object()
+        .bucket(&bucket)
+        .key(&file)
+        .body(b"id\n1\n".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+
+    let report = api
+        .post(&format!("/connectors/{id}/validate"), &json!({}))
+        .await
+        .body;
+    assert_eq!(report["status"], "active", "{report:#}");
+    let source = check(&report, "source_read");
+    assert!(
+        source["message"].as_str().unwrap().contains(&file),
+        "{source}"
+    );
+    assert_eq!(check(&report, "move")["status"], "pass");
+    assert_eq!(
+        customer.keys_under(&bucket, "done/").await,
+        Vec::<String>::new(),
+        "copies removed"
+    );
+    assert_eq!(
+        customer.keys_under(&bucket, prefix).await,
+        vec![file],
+        "the customer's file is untouched"
+    );
+}
+
+#[tokio::test]
+async fn validated_exports_become_due_for_the_scheduler() {
+    let stack = Stack::connect().await;
+    let (s, role) = role_connector(&stack, "sched", "us-east-1").await;
+    stack
+        .customer()
+        .create_role(
+            &role,
+            &s.setup["trust_policy"],
+            &s.setup["permission_policy"],
+        )
+        .await;
+    let tick = |time: &str| {
+        json!({"version": "0", "id": "tick", "detail-type": "Scheduled Event", "source": "aws.events",
+               "account": "123456789012", "time": time, "region": "us-east-1", "resources": [], "detail": {}})
+    };
+    let due = |report: &Value| {
+        report["due"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["connector_id"] == s.id.as_str())
+    };
+    // Pending validation: never due.
+    let far = stack
+        .invoke("scheduled-export", &tick("2099-01-01T00:00:00Z"))
+        .await;
+    assert!(
+        !due(&far),
+        "a connector pending validation is not scheduled"
+    );
+
+    let report = validate(&s).await;
+    assert_eq!(report["status"], "active", "{report:#}");
+    let connector = s.api.get(&format!("/connectors/{}", s.id)).await.body;
+    let next_run = connector["next_run_at"].as_str().unwrap();
+    let before = stack
+        .invoke(
+            "scheduled-export",
+            &tick(connector["updated_at"].as_str().unwrap()),
+        )
+        .await;
+    assert!(!due(&before), "not due before its next run ({next_run})");
+    let after = stack
+        .invoke("scheduled-export", &tick(&one_minute_after(next_run)))
+        .await;
+    assert!(due(&after), "due once {next_run} has passed: {after}");
+}
+
+/// `2026-11-24T02:00:00Z` → `2026-11-24T02:01:00Z` (schedules fire on whole hours here).
+fn one_minute_after(at: &str) -> String {
+    assert!(
+        at.len() == 20 && at.ends_with(":00:00Z"),
+        "a whole hour: {at}"
+    );
+    format!("{}01:00Z", &at[..14])
 }

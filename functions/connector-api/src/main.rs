@@ -33,10 +33,10 @@ async fn main() -> Result<(), Error> {
         &sdk,
         SecretsManagerStore::new(shared::aws::secrets_client(&sdk)),
         settings.platform.principal_arn.clone(),
-        settings
-            .web_identity_token_file
-            .clone()
-            .map_or(TokenSource::None, |f| TokenSource::File(f.into())),
+        TokenSource::from_settings(
+            settings.web_identity_token_command.as_deref(),
+            settings.web_identity_token_file.as_deref(),
+        ),
     );
     let validator = Validator::new(
         Arc::new(broker),

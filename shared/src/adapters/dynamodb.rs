@@ -99,27 +99,32 @@ impl ConnectorStore for DynamoConnectorStore {
         after: Option<&str>,
     ) -> Result<Page<Connector>, StoreError> {
         // One extra item tells whether another page exists, so the last page has no token.
-        let mut request = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("tenant_id = :t")
-            .expression_attribute_values(":t", AttributeValue::S(tenant_id.to_owned()))
-            .consistent_read(true)
-            .limit(i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX));
-        if let Some(after) = after {
-            request = request.set_exclusive_start_key(Some(key(tenant_id, after)));
+        // DynamoDB also stops at 1 MB per call (connectors with PGP keys are large), so keep
+        // querying until the page is full or the partition ends.
+        let wanted = limit as usize + 1;
+        let mut items = Vec::with_capacity(wanted);
+        let mut start = after.map(|after| key(tenant_id, after));
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("tenant_id = :t")
+                .expression_attribute_values(":t", AttributeValue::S(tenant_id.to_owned()))
+                .consistent_read(true)
+                .limit(i32::try_from(wanted - items.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| AwsCallError::from_sdk("dynamodb", "Query", &e))?;
+            for item in out.items.unwrap_or_default() {
+                items.push(from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() && items.len() < wanted => start = Some(k),
+                _ => break,
+            }
         }
-        let out = request
-            .send()
-            .await
-            .map_err(|e| AwsCallError::from_sdk("dynamodb", "Query", &e))?;
-        let mut items = out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(from_item)
-            .collect::<Result<Vec<_>, _>>()?;
         let next = if items.len() > limit as usize {
             items.truncate(limit as usize);
             items.last().map(|c| c.connector_id.clone())

@@ -83,6 +83,13 @@ fn session_policy_narrows_to_bucket_and_prefix() {
         policy["Statement"][0]["Resource"],
         serde_json::json!(["arn:aws:s3:::acme-data", "arn:aws:s3:::acme-data/*"])
     );
+    let actions = policy["Statement"][0]["Action"].as_array().unwrap();
+    assert!(actions.contains(&serde_json::json!("s3:PutObject")));
+    assert!(
+        !policy.to_string().contains("s3:*"),
+        "still only the connector's actions"
+    );
+    assert!(session_policy(&long).len() <= MAX_SESSION_POLICY_CHARS);
 }
 
 fn denied() -> CredentialError {
@@ -128,4 +135,42 @@ async fn refused_assumptions_are_retried_until_they_work_or_the_budget_ends() {
     .await;
     assert!(matches!(result, Err(CredentialError::SecretMissing)));
     assert_eq!(tries, 1);
+}
+
+#[tokio::test]
+async fn tokens_are_per_connector_from_a_file_or_a_command() {
+    let dir = std::env::temp_dir().join(format!("tokens-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("con_a.jwt"), "token-for-a\n").unwrap();
+    let file = TokenSource::File(format!("{}/{{connector_id}}.jwt", dir.display()));
+    assert_eq!(file.token("con_a").await.unwrap(), "token-for-a");
+    assert!(matches!(
+        file.token("con_b").await,
+        Err(CredentialError::Token(_))
+    ));
+
+    // The command gets the connector id and prints the token.
+    let command = TokenSource::Command("/bin/echo".into());
+    assert_eq!(command.token("con_a").await.unwrap(), "con_a");
+    let failing = TokenSource::Command("/bin/false".into());
+    assert!(
+        matches!(failing.token("con_a").await, Err(CredentialError::Token(m)) if m.contains("exited"))
+    );
+    let none = TokenSource::from_settings(None, None);
+    assert!(
+        matches!(none.token("con_a").await, Err(CredentialError::Token(m)) if m.contains("WEB_IDENTITY_TOKEN_COMMAND"))
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn session_policies_stay_ascii_with_unicode_prefixes() {
+    let c = connector("données/日本");
+    let policy = session_policy(&c);
+    assert!(policy.is_ascii(), "{policy}");
+    assert!(
+        policy.contains("arn:aws:s3:::acme-data/donn?es/??/*"),
+        "{policy}"
+    );
+    serde_json::from_str::<serde_json::Value>(&policy).expect("still JSON");
 }

@@ -455,7 +455,16 @@ mod tests {
             assert_eq!(shard, due_shard_for(id), "deterministic for {id}");
         }
         // Pinned: changing the hash would strand scheduled connectors in old shards.
-        assert_eq!(due_shard_for("con_example"), due_shard_for("con_example"));
+        // (values computed independently with FNV-1a 32-bit)
+        assert_eq!(due_shard_for("con_example"), "due#2");
+        assert_eq!(
+            due_shard_for("con_01a208edb40c7605a1176af7caf9be8f"),
+            "due#2"
+        );
+        assert_eq!(
+            due_shard_for(""),
+            format!("due#{}", 0x811c_9dc5_u32 % DUE_SHARDS)
+        );
         let spread: std::collections::HashSet<String> = (0..64)
             .map(|i| due_shard_for(&format!("con_{i}")))
             .collect();

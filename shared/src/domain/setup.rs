@@ -156,14 +156,18 @@ pub fn s3_statements(c: &Connector, principal: Option<&Value>) -> Vec<Value> {
         json!(bucket_arn),
         None,
     ));
+    // KMS permissions belong in an identity policy (a bucket policy cannot grant them; in
+    // bucket_policy mode the customer's key policy must allow our principal instead).
     if let Some(export) = &c.export
         && export.encryption.sse == SseMode::AwsKms
+        && principal.is_none()
     {
+        // KMS authorizes against the key ARN, never an alias ARN.
         let key = export
             .encryption
             .kms_key_id
             .as_deref()
-            .filter(|k| k.starts_with("arn:"))
+            .filter(|k| k.starts_with("arn:") && k.contains(":key/"))
             .map(str::to_owned)
             .unwrap_or_else(|| format!("arn:{partition}:kms:{}:*:key/*", c.region));
         statements.push(statement(
@@ -300,6 +304,15 @@ pub fn instructions(c: &Connector, platform: &PlatformIdentity) -> SetupInstruct
                 c.bucket
             ));
             steps.push("Objects we write carry the bucket-owner-full-control ACL, so your account owns them.".to_owned());
+            if c.export
+                .as_ref()
+                .is_some_and(|e| e.encryption.sse == SseMode::AwsKms)
+            {
+                steps.push(format!(
+                    "Allow {} kms:GenerateDataKey and kms:Decrypt in the key policy of the KMS key the exports use.",
+                    platform.principal_arn
+                ));
+            }
         }
     }
     if challenge_required {

@@ -316,6 +316,22 @@ fn read_spec(mut root: ObjectReader<'_>, keeps_secret: bool) -> Option<Connector
         }
         None => {}
     }
+    // S3 uses a KMS key only in the bucket's region.
+    let key_region = export
+        .as_ref()
+        .and_then(|e| e.encryption.kms_key_id.as_deref())
+        .filter(|k| k.starts_with("arn:"))
+        .and_then(|k| k.split(':').nth(3))
+        .map(str::to_owned);
+    if let (Some(key_region), Some(region)) = (key_region, &region)
+        && &key_region != region
+    {
+        root.error(
+            "export.encryption.kms_key_id",
+            format!("is a key in {key_region}; S3 needs a key in the bucket's region ({region})"),
+        );
+        export = None;
+    }
     root.finish();
 
     let direction = direction?;

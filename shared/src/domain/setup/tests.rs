@@ -1,5 +1,5 @@
 use super::*;
-use crate::domain::connector::IngestOptions;
+use crate::domain::connector::{Auth, IngestOptions};
 use crate::domain::testing::stored_connector;
 
 fn platform() -> PlatformIdentity {
@@ -39,7 +39,13 @@ fn assert_valid_policy(policy: &Value, context: &str) {
         };
         for a in actions {
             let (service, name) = a.split_once(':').expect("service:Action");
-            assert!(["s3", "sts", "kms"].contains(&service), "{context}: {a}");
+            let allowed: &[&str] = if s.get("Principal").is_some() {
+                // Resource policies (bucket and trust policies) cannot grant KMS.
+                &["s3", "sts"]
+            } else {
+                &["s3", "sts", "kms"]
+            };
+            assert!(allowed.contains(&service), "{context}: {a}");
             assert!(
                 name.chars().next().unwrap().is_ascii_uppercase(),
                 "{context}: {a}"
@@ -304,6 +310,30 @@ fn notifications_are_offered_only_for_buckets_in_the_queues_region() {
             .iter()
             .any(|s| s.contains("periodic poll") && s.contains("eu-west-1"))
     );
+}
+
+#[test]
+fn kms_grants_go_to_identity_policies_and_name_key_arns_only() {
+    let mut c = connector(
+        "export",
+        json!({"mode": "role", "role_arn": "arn:aws:iam::111111111111:role/r"}),
+    );
+    let export = c.export.as_mut().unwrap();
+    export.encryption.sse = crate::domain::connector::SseMode::AwsKms;
+    export.encryption.kms_key_id = Some("arn:aws:kms:us-east-1:111111111111:alias/exports".into());
+    let policy = policy(s3_statements(&c, None));
+    assert_eq!(
+        actions_on(&policy, "arn:aws:kms:us-east-1:*:key/*"),
+        vec!["kms:Decrypt", "kms:GenerateDataKey"],
+        "an alias ARN authorizes nothing: fall back to keys of the region"
+    );
+
+    c.auth = Auth::BucketPolicy;
+    let out = instructions(&c, &platform());
+    let bucket_policy = out.bucket_policy.unwrap();
+    assert_valid_policy(&bucket_policy, "bucket policy with KMS");
+    assert!(!bucket_policy.to_string().contains("kms:"));
+    assert!(out.steps.iter().any(|s| s.contains("key policy")));
 }
 
 #[test]

@@ -165,6 +165,11 @@ fn each_violation_names_its_field() {
         ),
         (
             export_body(),
+            json!({"export": {"encryption": {"sse": "aws:kms", "kms_key_id": "arn:aws:kms:eu-west-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"}}}),
+            &["export.encryption.kms_key_id"],
+        ),
+        (
+            export_body(),
             json!({"export": {"pgp_public_key": "-----BEGIN PGP PRIVATE KEY BLOCK-----\nx\n-----END PGP PRIVATE KEY BLOCK-----"}}),
             &["export.pgp_public_key"],
         ),
