@@ -88,7 +88,7 @@ impl Validator {
             }
             return ValidationReport::from_checks(checks, Utc::now(), None);
         }
-        let probe = self.external_id_check(c);
+        let probe = bounded("external_id_enforced", self.external_id_check(c), |t| t);
         let bucket = bounded("bucket_exists", bucket_checks(&s3, c), |timeout| {
             (vec![timeout], None, false)
         });
@@ -118,7 +118,14 @@ impl Validator {
         );
         checks.extend([list, multipart, source, challenge, settings]);
         checks.extend(objects);
-        if let Some(leftover) = run.clean_up().await
+        let leftover = match tokio::time::timeout(CHECK_TIMEOUT, run.clean_up()).await {
+            Ok(leftover) => leftover,
+            Err(_) => Some(format!(
+                "; removing the test objects timed out: delete s3://{}/{}{CHECK_DIR} by hand",
+                c.bucket, c.prefix
+            )),
+        };
+        if let Some(leftover) = leftover
             && let Some(delete) = checks.iter_mut().find(|r| r.id == "delete")
         {
             delete.message.push_str(&leftover);

@@ -26,7 +26,7 @@ pub const CHECK_IDS: &[&str] = &[
 ];
 
 /// Folder (under the connector's prefix) of the objects validation writes and removes.
-/// Ingest ignores it, so a test object never becomes a file to ingest.
+/// `Connector::is_service_object` recognises it, so ingest can skip test objects.
 pub const CHECK_DIR: &str = ".connector-check/";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -318,6 +318,15 @@ impl Connector {
         format!("{}{}", self.prefix, self.challenge_file)
     }
 
+    /// Objects the service itself keeps under the connector's prefix (validation test objects,
+    /// the challenge file): ingest must never take them for the customer's files.
+    pub fn is_service_object(&self, key: &str) -> bool {
+        key == self.challenge_key()
+            || key
+                .strip_prefix(self.prefix.as_str())
+                .is_some_and(|rest| rest.starts_with(super::checks::CHECK_DIR))
+    }
+
     pub fn key_examples(&self) -> Option<Vec<String>> {
         let export = self.export.as_ref()?;
         let template = KeyTemplate::parse(&export.key_template).ok()?;
@@ -469,6 +478,26 @@ mod tests {
             .map(|i| due_shard_for(&format!("con_{i}")))
             .collect();
         assert!(spread.len() > 4, "ids spread over shards: {spread:?}");
+    }
+
+    #[test]
+    fn service_objects_are_told_apart_from_customer_files() {
+        let c = crate::domain::testing::stored_connector(serde_json::json!({
+            "name": "c", "direction": "ingest", "bucket": "acme-drops", "region": "us-east-1",
+            "prefix": "in/", "auth": {"mode": "bucket_policy"}, "ingest": {"table": "t"},
+        }));
+        let cases = [
+            ("in/connector-challenge-abc.txt", true),
+            ("in/.connector-check/0193", true),
+            ("in/.connector-check/0193-multipart", true),
+            ("in/orders.csv", false),
+            ("in/sub/.connector-check/x", false),
+            ("in/connector-challenge-abc.txt.csv", false),
+            ("other/.connector-check/x", false),
+        ];
+        for (key, expected) in cases {
+            assert_eq!(c.is_service_object(key), expected, "{key}");
+        }
     }
 
     #[test]
