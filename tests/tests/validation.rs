@@ -48,6 +48,19 @@ async fn role_connector<'a>(
     )
 }
 
+/// Creates the connector's role exactly as its setup instructions say.
+async fn set_up_as_instructed(stack: &Stack, s: &Setup<'_>, role: &str) -> tests::Customer {
+    let customer = stack.customer();
+    customer
+        .create_role(
+            role,
+            &s.setup["trust_policy"],
+            &s.setup["permission_policy"],
+        )
+        .await;
+    customer
+}
+
 async fn validate(s: &Setup<'_>) -> Value {
     let out = s
         .api
@@ -84,14 +97,7 @@ fn statuses(report: &Value) -> Vec<(String, String)> {
 async fn a_role_set_up_as_instructed_passes_and_activates() {
     let stack = Stack::connect().await;
     let (s, role) = role_connector(&stack, "pass", "us-east-1").await;
-    let customer = stack.customer();
-    customer
-        .create_role(
-            &role,
-            &s.setup["trust_policy"],
-            &s.setup["permission_policy"],
-        )
-        .await;
+    let customer = set_up_as_instructed(&stack, &s, &role).await;
 
     let report = validate(&s).await;
     assert_eq!(report["status"], "active", "{report:#}");
@@ -208,14 +214,7 @@ async fn each_missing_action_fails_its_check_and_names_the_action() {
 async fn a_missing_bucket_is_reported_and_later_checks_skipped() {
     let stack = Stack::connect().await;
     let (s, role) = role_connector(&stack, "nobucket", "us-east-1").await;
-    let customer = stack.customer();
-    customer
-        .create_role(
-            &role,
-            &s.setup["trust_policy"],
-            &s.setup["permission_policy"],
-        )
-        .await;
+    let customer = set_up_as_instructed(&stack, &s, &role).await;
     customer
         .s3
         .delete_bucket()
@@ -237,14 +236,7 @@ async fn a_missing_bucket_is_reported_and_later_checks_skipped() {
 async fn a_bucket_in_another_region_names_the_right_region() {
     let stack = Stack::connect().await;
     let (s, role) = role_connector(&stack, "region", "eu-west-1").await;
-    stack
-        .customer()
-        .create_role(
-            &role,
-            &s.setup["trust_policy"],
-            &s.setup["permission_policy"],
-        )
-        .await;
+    set_up_as_instructed(&stack, &s, &role).await;
     let report = validate(&s).await;
     assert_eq!(report["status"], "failed");
     let c = check(&report, "bucket_region");
@@ -488,14 +480,7 @@ async fn run_credentials_renew_as_fresh_sessions_scoped_by_the_role() {
 
     let stack = Stack::connect().await;
     let (s, role) = role_connector(&stack, "session", "us-east-1").await;
-    let customer = stack.customer();
-    customer
-        .create_role(
-            &role,
-            &s.setup["trust_policy"],
-            &s.setup["permission_policy"],
-        )
-        .await;
+    set_up_as_instructed(&stack, &s, &role).await;
     let store = DynamoConnectorStore::new(stack.dynamodb(), stack.env.get("CONNECTORS_TABLE"));
     let connector = store
         .get(s.api.tenant(), &s.id)
@@ -657,14 +642,7 @@ async fn ingest_handles_keys_with_spaces_plus_escapes_and_unicode() {
 async fn validated_exports_become_due_for_the_scheduler() {
     let stack = Stack::connect().await;
     let (s, role) = role_connector(&stack, "sched", "us-east-1").await;
-    stack
-        .customer()
-        .create_role(
-            &role,
-            &s.setup["trust_policy"],
-            &s.setup["permission_policy"],
-        )
-        .await;
+    set_up_as_instructed(&stack, &s, &role).await;
     let tick = |time: &str| {
         json!({"version": "0", "id": "tick", "detail-type": "Scheduled Event", "source": "aws.events",
                "account": "123456789012", "time": time, "region": "us-east-1", "resources": [], "detail": {}})
