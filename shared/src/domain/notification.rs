@@ -18,6 +18,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use super::field::json_kind;
+
 const S3_EVENT_SOURCE: &str = "aws:s3";
 const EVENTBRIDGE_S3_SOURCE: &str = "aws.s3";
 const EVENTBRIDGE_OBJECT_CREATED: &str = "Object Created";
@@ -219,17 +221,6 @@ fn envelope_name(envelope: Envelope) -> &'static str {
     match envelope {
         Envelope::Queue => "the message body",
         Envelope::Sns => "the SNS Message",
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
