@@ -1,6 +1,7 @@
 //! SDK configuration and clients, built once per cold start and shared by every invocation.
 
 use aws_config::SdkConfig;
+use aws_credential_types::provider::ProvideCredentials;
 
 /// Loads the default chain (Lambda role in AWS; `AWS_ENDPOINT_URL` and keys from the
 /// environment locally).
@@ -16,10 +17,25 @@ pub fn uses_custom_endpoint(config: &SdkConfig) -> bool {
 /// S3 client; path-style addressing when a custom endpoint is set, since local servers on
 /// 127.0.0.1 cannot serve virtual-hosted bucket names (there is no env var for this).
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
-    let s3_config = aws_sdk_s3::config::Builder::from(config)
-        .force_path_style(uses_custom_endpoint(config))
+    aws_sdk_s3::Client::from_conf(s3_config(config).build())
+}
+
+/// S3 client acting as a connector: its credentials (a provider that renews them, or a fixed
+/// set), in the bucket's region.
+pub fn connector_s3_client(
+    config: &SdkConfig,
+    credentials: impl ProvideCredentials + 'static,
+    region: &str,
+) -> aws_sdk_s3::Client {
+    let s3_config = s3_config(config)
+        .credentials_provider(credentials)
+        .region(aws_config::Region::new(region.to_owned()))
         .build();
     aws_sdk_s3::Client::from_conf(s3_config)
+}
+
+fn s3_config(config: &SdkConfig) -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::from(config).force_path_style(uses_custom_endpoint(config))
 }
 
 pub fn dynamodb_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
@@ -28,8 +44,4 @@ pub fn dynamodb_client(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
 
 pub fn secrets_client(config: &SdkConfig) -> aws_sdk_secretsmanager::Client {
     aws_sdk_secretsmanager::Client::new(config)
-}
-
-pub fn sts_client(config: &SdkConfig) -> aws_sdk_sts::Client {
-    aws_sdk_sts::Client::new(config)
 }

@@ -135,15 +135,30 @@ fn display_chain(err: &dyn StdError) -> String {
     text
 }
 
-/// Gives the status of the raw HTTP response type the SDK was built with.
+/// The raw HTTP response type the SDK was built with: its status and body.
 pub trait HttpStatus {
     fn status_code(&self) -> u16;
+    fn body_text(&self) -> String;
 }
 
 impl HttpStatus for aws_smithy_runtime_api::http::Response {
     fn status_code(&self) -> u16 {
         self.status().as_u16()
     }
+
+    fn body_text(&self) -> String {
+        self.body()
+            .bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// The body of a response sent with HTTP 200 that the SDK could not parse (seen with emulators):
+/// the request was authorized, and the raw XML still answers simple questions.
+pub fn unparsed_ok_body<E, R: HttpStatus>(err: &SdkError<E, R>) -> Option<String> {
+    let raw = err.raw_response()?;
+    (raw.status_code() == 200).then(|| raw.body_text())
 }
 
 /// Errors of the connector store.

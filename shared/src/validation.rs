@@ -25,7 +25,7 @@ use crate::domain::checks::{
 };
 use crate::domain::connector::{Auth, AuthMode, Connector, Direction, SseMode};
 use crate::domain::spec;
-use crate::error::AwsCallError;
+use crate::error::{AwsCallError, unparsed_ok_body};
 
 pub struct Validator {
     broker: Arc<CredentialBroker>,
@@ -69,7 +69,7 @@ impl Validator {
             return ValidationReport::from_checks(checks, Utc::now(), None);
         };
 
-        let s3 = connector_s3_client(self.broker.base_config(), credentials, &c.region);
+        let s3 = crate::aws::connector_s3_client(self.broker.base_config(), credentials, &c.region);
         // Our principal is trusted by every customer's bucket policy, so a bucket_policy
         // connector touches nothing before its creator proves they control the bucket.
         let ownership = if checks::challenge_required(c) {
@@ -178,20 +178,6 @@ impl Validator {
         check.duration_ms = elapsed_ms(started);
         check
     }
-}
-
-/// S3 client acting with the connector's credentials, in the connector's region.
-pub fn connector_s3_client(
-    base: &aws_config::SdkConfig,
-    credentials: Credentials,
-    region: &str,
-) -> S3Client {
-    let config = aws_sdk_s3::config::Builder::from(base)
-        .credentials_provider(credentials)
-        .region(aws_config::Region::new(region.to_owned()))
-        .force_path_style(crate::aws::uses_custom_endpoint(base))
-        .build();
-    S3Client::from_conf(config)
 }
 
 fn config_check(c: &Connector) -> CheckResult {
@@ -699,7 +685,7 @@ impl<'a> CheckRun<'a> {
             .await
         {
             // A 200 the SDK cannot parse (seen with emulators) still proves the permission.
-            if raw_ok_body(&e).is_none() {
+            if unparsed_ok_body(&e).is_none() {
                 self.abort(key, &upload_id).await.ok();
                 return Err((
                     "s3:ListMultipartUploadParts",
@@ -951,7 +937,7 @@ impl<'a> CheckRun<'a> {
                     v.status(),
                     Some(BucketVersioningStatus::Enabled | BucketVersioningStatus::Suspended)
                 )),
-                Err(e) => raw_ok_body(&e).map(|body| body.contains("<Status>")),
+                Err(e) => unparsed_ok_body(&e).map(|body| body.contains("<Status>")),
             },
             object_lock: match lock {
                 Ok(l) => Some(
@@ -971,7 +957,9 @@ impl<'a> CheckRun<'a> {
             },
             requester_pays: match payment {
                 Ok(p) => Some(p.payer() == Some(&Payer::Requester)),
-                Err(e) => raw_ok_body(&e).map(|body| body.contains("<Payer>Requester</Payer>")),
+                Err(e) => {
+                    unparsed_ok_body(&e).map(|body| body.contains("<Payer>Requester</Payer>"))
+                }
             },
             owner_enforced: match ownership {
                 Ok(o) => Some(o.ownership_controls().is_some_and(|c| {
@@ -1009,34 +997,6 @@ impl<'a> CheckRun<'a> {
                 remaining.join(", ")
             )
         })
-    }
-}
-
-/// The body of a response S3 sent with HTTP 200 that the SDK could not parse: the request was
-/// authorized, and the raw XML still answers simple questions.
-fn raw_ok_body<E, R>(err: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Option<String>
-where
-    R: RawBody,
-{
-    let raw = err.raw_response()?;
-    (raw.status_code() == 200).then(|| raw.body_text())
-}
-
-trait RawBody {
-    fn status_code(&self) -> u16;
-    fn body_text(&self) -> String;
-}
-
-impl RawBody for aws_smithy_runtime_api::http::Response {
-    fn status_code(&self) -> u16 {
-        self.status().as_u16()
-    }
-
-    fn body_text(&self) -> String {
-        self.body()
-            .bytes()
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default()
     }
 }
 

@@ -514,11 +514,7 @@ async fn run_credentials_renew_as_fresh_sessions_scoped_by_the_role() {
 
     // An S3 client on the provider acts with the role's permissions: inside the prefix yes,
     // outside it no.
-    let config = aws_sdk_s3::config::Builder::from(&stack.sdk)
-        .credentials_provider(provider)
-        .force_path_style(true)
-        .build();
-    let s3 = aws_sdk_s3::Client::from_conf(config);
+    let s3 = shared::aws::connector_s3_client(&stack.sdk, provider, "us-east-1");
     let bucket = s.body["bucket"].as_str().unwrap();
     s3.put_object()
         .bucket(bucket)
