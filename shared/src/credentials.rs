@@ -24,8 +24,9 @@ use crate::domain::setup;
 use crate::error::{AwsCallError, SecretError};
 use crate::ports::SecretStore;
 
-/// Operation name of the first hop (function role → our principal), so a failure there is
-/// reported as ours, never as the customer's trust policy.
+/// Operation name of every step that obtains our own principal's credentials (the function's
+/// identity, or the hop from it to the principal), so a failure there is reported as ours,
+/// never as the customer's trust policy.
 pub const PLATFORM_ASSUME_ROLE: &str = "AssumeRole (platform principal)";
 
 /// STS's ceiling for a session policy (packed); past it we fall back to a bucket-wide policy.
@@ -221,7 +222,7 @@ impl CredentialBroker {
                     "connector-access-key",
                 ))
             }
-            Auth::BucketPolicy => self.principal_credentials(Some(connector)).await,
+            Auth::BucketPolicy => Ok(self.principal_credentials(Some(connector)).await?),
         }
     }
 
@@ -267,7 +268,7 @@ impl CredentialBroker {
     async fn principal_credentials(
         &self,
         scope: Option<&Connector>,
-    ) -> Result<Credentials, CredentialError> {
+    ) -> Result<Credentials, AwsCallError> {
         if self.must_chain().await? {
             let mut request = self
                 .sts
@@ -284,29 +285,16 @@ impl CredentialBroker {
                 .send()
                 .await
                 .map_err(|e| AwsCallError::from_sdk("sts", PLATFORM_ASSUME_ROLE, &e))?;
-            return Ok(sts_credentials(out.credentials, "connector-principal")?);
+            return sts_credentials(out.credentials, "connector-principal");
         }
-        let provider = self
+        // Already the principal (locally): the function's own credentials.
+        let own = self
             .sdk
             .credentials_provider()
-            .ok_or_else(|| AwsCallError {
-                service: "sts",
-                operation: "credentials",
-                code: None,
-                message: "the function has no credentials".into(),
-                http_status: None,
-                retryable: false,
-            })?;
-        provider.provide_credentials().await.map_err(|e| {
-            CredentialError::Aws(AwsCallError {
-                service: "sts",
-                operation: "credentials",
-                code: None,
-                message: e.to_string(),
-                http_status: None,
-                retryable: true,
-            })
-        })
+            .ok_or_else(|| platform_error("the function has no credentials", false))?;
+        own.provide_credentials()
+            .await
+            .map_err(|e| platform_error(&e.to_string(), true))
     }
 
     /// An STS client acting as our principal.
@@ -314,22 +302,8 @@ impl CredentialBroker {
         if !self.must_chain().await? {
             return Ok(self.sts.clone());
         }
-        let credentials = match self.principal_credentials(None).await {
-            Ok(c) => c,
-            Err(CredentialError::Aws(e)) => return Err(e),
-            Err(other) => {
-                return Err(AwsCallError {
-                    service: "sts",
-                    operation: PLATFORM_ASSUME_ROLE,
-                    code: None,
-                    message: other.to_string(),
-                    http_status: None,
-                    retryable: false,
-                });
-            }
-        };
         let config = aws_sdk_sts::config::Builder::from(&self.sdk)
-            .credentials_provider(credentials)
+            .credentials_provider(self.principal_credentials(None).await?)
             .build();
         Ok(StsClient::from_conf(config))
     }
@@ -440,6 +414,18 @@ fn session_policy_text(connector: &Connector) -> String {
     ];
     all.extend(other);
     json!({"Version": "2012-10-17", "Statement": all}).to_string()
+}
+
+/// A failure obtaining our own principal's credentials: ours to fix, never the customer's.
+fn platform_error(message: &str, retryable: bool) -> AwsCallError {
+    AwsCallError {
+        service: "sts",
+        operation: PLATFORM_ASSUME_ROLE,
+        code: None,
+        message: message.to_owned(),
+        http_status: None,
+        retryable,
+    }
 }
 
 fn sts_credentials(
