@@ -7,7 +7,7 @@
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use chrono::Utc;
 use serde::Serialize;
-use shared::domain::connector::DUE_SHARDS;
+use shared::domain::connector::due_shards;
 use shared::error::StoreError;
 use shared::ports::ConnectorStore;
 
@@ -33,8 +33,7 @@ pub async fn tick<S: ConnectorStore>(
     // The event's own time keeps a delayed or retried tick on the slot it was fired for.
     let tick_at = event.time.unwrap_or_else(Utc::now);
     let mut due = Vec::new();
-    for shard in 0..DUE_SHARDS {
-        let shard = format!("due#{shard}");
+    for shard in due_shards() {
         for (tenant_id, connector_id) in store
             .due(&shard, tick_at.timestamp(), DUE_PER_SHARD)
             .await?

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -53,6 +54,34 @@ fn from_item(item: Item) -> Result<Connector, StoreError> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// Runs `query` page by page (DynamoDB stops at 1 MB per call: connectors with PGP keys are
+/// large) until `wanted` items are read or the results end.
+async fn collect(
+    query: QueryFluentBuilder,
+    wanted: Option<usize>,
+) -> Result<Vec<Connector>, StoreError> {
+    let mut items = Vec::new();
+    let mut start = query.get_exclusive_start_key().clone();
+    loop {
+        let mut page = query.clone().set_exclusive_start_key(start.take());
+        if let Some(wanted) = wanted {
+            page = page.limit(i32::try_from(wanted - items.len()).unwrap_or(i32::MAX));
+        }
+        let out = page
+            .send()
+            .await
+            .map_err(|e| AwsCallError::from_sdk("dynamodb", "Query", &e))?;
+        for item in out.items.unwrap_or_default() {
+            items.push(from_item(item)?);
+        }
+        let full = wanted.is_some_and(|w| items.len() >= w);
+        match out.last_evaluated_key {
+            Some(k) if !k.is_empty() && !full => start = Some(k),
+            _ => return Ok(items),
+        }
+    }
+}
+
 /// Outcome of a conditional write: `on_condition` when the condition did not hold.
 fn conditional<O, E>(
     result: Result<O, SdkError<E, HttpResponse>>,
@@ -99,32 +128,16 @@ impl ConnectorStore for DynamoConnectorStore {
         after: Option<&str>,
     ) -> Result<Page<Connector>, StoreError> {
         // One extra item tells whether another page exists, so the last page has no token.
-        // DynamoDB also stops at 1 MB per call (connectors with PGP keys are large), so keep
-        // querying until the page is full or the partition ends.
         let wanted = limit as usize + 1;
-        let mut items = Vec::with_capacity(wanted);
-        let mut start = after.map(|after| key(tenant_id, after));
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("tenant_id = :t")
-                .expression_attribute_values(":t", AttributeValue::S(tenant_id.to_owned()))
-                .consistent_read(true)
-                .limit(i32::try_from(wanted - items.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| AwsCallError::from_sdk("dynamodb", "Query", &e))?;
-            for item in out.items.unwrap_or_default() {
-                items.push(from_item(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() && items.len() < wanted => start = Some(k),
-                _ => break,
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("tenant_id = :t")
+            .expression_attribute_values(":t", AttributeValue::S(tenant_id.to_owned()))
+            .consistent_read(true)
+            .set_exclusive_start_key(after.map(|after| key(tenant_id, after)));
+        let mut items = collect(query, Some(wanted)).await?;
         let next = if items.len() > limit as usize {
             items.truncate(limit as usize);
             items.last().map(|c| c.connector_id.clone())
@@ -135,28 +148,14 @@ impl ConnectorStore for DynamoConnectorStore {
     }
 
     async fn list_by_bucket(&self, bucket: &str) -> Result<Vec<Connector>, StoreError> {
-        let mut connectors = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(BY_BUCKET_INDEX)
-                .key_condition_expression("bucket = :b")
-                .expression_attribute_values(":b", AttributeValue::S(bucket.to_owned()))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| AwsCallError::from_sdk("dynamodb", "Query", &e))?;
-            for item in out.items.unwrap_or_default() {
-                connectors.push(from_item(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(connectors),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_BUCKET_INDEX)
+            .key_condition_expression("bucket = :b")
+            .expression_attribute_values(":b", AttributeValue::S(bucket.to_owned()));
+        collect(query, None).await
     }
 
     async fn due(

@@ -346,7 +346,16 @@ pub fn due_shard_for(connector_id: &str) -> String {
         hash ^= u32::from(byte);
         hash = hash.wrapping_mul(0x0100_0193);
     }
-    format!("due#{}", hash % DUE_SHARDS)
+    due_shard_name(hash % DUE_SHARDS)
+}
+
+/// Every `by-due` partition, for the scheduler's tick.
+pub fn due_shards() -> impl Iterator<Item = String> {
+    (0..DUE_SHARDS).map(due_shard_name)
+}
+
+fn due_shard_name(n: u32) -> String {
+    format!("due#{n}")
 }
 
 /// What the API shows of an auth block: never a secret, never the secret's ARN.
