@@ -605,7 +605,11 @@ impl<'a> CheckRun<'a> {
     /// calls an export's multipart upload makes.
     async fn multipart(&self) -> CheckResult {
         if self.c.direction != Direction::Export {
-            return self.ingest_multipart().await;
+            // Ingest uploads nothing; its large moves (multipart copies) are the move check's.
+            return CheckResult::skip(
+                "multipart",
+                "ingest does not upload; large moves are covered by the move check",
+            );
         }
         let key = self.test_key(&self.c.prefix, "-multipart");
         let resource = objects_arn(self.c, &self.c.prefix);
@@ -618,15 +622,6 @@ impl<'a> CheckRun<'a> {
         CheckResult::pass(
             "multipart",
             "created, uploaded, listed, completed and aborted multipart uploads",
-        )
-    }
-
-    /// Ingest copies files past 5 GB with multipart copies into the success/failed folders;
-    /// its multipart permissions are exercised by the move check's targets.
-    async fn ingest_multipart(&self) -> CheckResult {
-        CheckResult::skip(
-            "multipart",
-            "ingest does not upload; large moves are covered by the move check",
         )
     }
 
@@ -816,10 +811,7 @@ impl<'a> CheckRun<'a> {
         else {
             return CheckResult::skip("move", "applies to ingest connectors only");
         };
-        let dirs: Vec<&String> = [ingest.success_dir.as_ref(), ingest.failed_dir.as_ref()]
-            .into_iter()
-            .flatten()
-            .collect();
+        let dirs = ingest.move_dirs();
         if dirs.is_empty() {
             return CheckResult::skip(
                 "move",
@@ -858,7 +850,7 @@ impl<'a> CheckRun<'a> {
                     &format!("removing the test copy from {dir}"),
                 );
             }
-            done.push(dir.as_str());
+            done.push(dir);
         }
         CheckResult::pass(
             "move",

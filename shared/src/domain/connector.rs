@@ -225,6 +225,16 @@ pub struct ExportOptions {
     pub max_file_size_mb: u64,
 }
 
+impl IngestOptions {
+    /// The success and failed folders that are set: where moved files go.
+    pub fn move_dirs(&self) -> Vec<&str> {
+        [self.success_dir.as_deref(), self.failed_dir.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
+
 impl ExportOptions {
     /// File extension of exported objects, e.g. `csv.gz` (`.pgp` when encrypted for the customer).
     pub fn file_extension(&self) -> String {

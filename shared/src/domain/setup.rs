@@ -5,6 +5,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::checks::CHECK_DIR;
 use super::connector::{AuthMode, Connector, Direction, SseMode};
 use super::rules;
 
@@ -75,23 +76,17 @@ pub fn s3_statements(c: &Connector, principal: Option<&Value>) -> Vec<Value> {
             object_statements.push(("ConnectorObjects", actions, vec![under(&c.prefix)]));
         }
         Direction::Ingest => {
-            let ingest = c.ingest.as_ref();
+            let move_dirs = c.ingest.as_ref().map(|i| i.move_dirs()).unwrap_or_default();
             // Read and remove source files; the test object of validation lives under
-            // `.connector-check/`, which is the only place the connector writes in the source.
+            // CHECK_DIR, which is the only place the connector writes in the source.
             object_statements.push((
                 "ConnectorSourceFiles",
                 vec!["s3:GetObject", "s3:DeleteObject"],
                 vec![under(&c.prefix)],
             ));
-            let mut write_targets = vec![under(&format!("{}.connector-check/", c.prefix))];
-            for dir in ingest
-                .into_iter()
-                .flat_map(|i| [i.success_dir.as_ref(), i.failed_dir.as_ref()])
-                .flatten()
-            {
-                write_targets.push(under(dir));
-                listed_prefixes.push(dir.clone());
-            }
+            let mut write_targets = vec![under(&format!("{}{CHECK_DIR}", c.prefix))];
+            write_targets.extend(move_dirs.iter().map(|d| under(d)));
+            listed_prefixes.extend(move_dirs.iter().map(|d| d.to_string()));
             let mut actions = vec![
                 "s3:PutObject",
                 "s3:AbortMultipartUpload",
@@ -101,18 +96,12 @@ pub fn s3_statements(c: &Connector, principal: Option<&Value>) -> Vec<Value> {
                 actions.push("s3:PutObjectAcl");
             }
             object_statements.push(("ConnectorWrites", actions, write_targets));
-            // Moves and validation clean-up delete from the success/failed dirs' test objects too.
-            let dirs: Vec<String> = ingest
-                .into_iter()
-                .flat_map(|i| [i.success_dir.as_ref(), i.failed_dir.as_ref()])
-                .flatten()
-                .map(|d| under(d))
-                .collect();
-            if !dirs.is_empty() {
+            // Moves and validation clean-up also read and delete in the move folders.
+            if !move_dirs.is_empty() {
                 object_statements.push((
                     "ConnectorMoveTargets",
                     vec!["s3:GetObject", "s3:DeleteObject"],
-                    dirs,
+                    move_dirs.iter().map(|d| under(d)).collect(),
                 ));
             }
         }
