@@ -626,33 +626,54 @@ impl<'a> CheckRun<'a> {
     }
 
     async fn multipart_upload(&self, key: &str) -> Result<(), (&'static str, AwsCallError)> {
-        let create = |key: &str| {
-            let mut request = self
-                .s3
-                .create_multipart_upload()
-                .bucket(&self.c.bucket)
-                .key(key)
-                .set_acl(self.acl());
-            if let Some((sse, kms_key)) = self.sse() {
-                request = request
-                    .server_side_encryption(sse)
-                    .set_ssekms_key_id(kms_key);
-            }
-            request.send()
-        };
-        let upload = create(key).await.map_err(|e| {
+        let upload_id = self.create_upload(key).await?;
+        if let Err(e) = self.upload_one_part(key, &upload_id).await {
+            self.abort(key, &upload_id).await.ok();
+            return Err(e);
+        }
+        self.remember(key);
+
+        let second_key = self.test_key(&self.c.prefix, "-aborted");
+        let second_id = self.create_upload(&second_key).await?;
+        self.abort(&second_key, &second_id)
+            .await
+            .map_err(|e| ("s3:AbortMultipartUpload", e))
+    }
+
+    /// CreateMultipartUpload with the connector's SSE/KMS and ACL headers; the upload id.
+    async fn create_upload(&self, key: &str) -> Result<String, (&'static str, AwsCallError)> {
+        let mut request = self
+            .s3
+            .create_multipart_upload()
+            .bucket(&self.c.bucket)
+            .key(key)
+            .set_acl(self.acl());
+        if let Some((sse, kms_key)) = self.sse() {
+            request = request
+                .server_side_encryption(sse)
+                .set_ssekms_key_id(kms_key);
+        }
+        let out = request.send().await.map_err(|e| {
             (
                 "s3:PutObject",
                 AwsCallError::from_sdk("s3", "CreateMultipartUpload", &e),
             )
         })?;
-        let upload_id = upload.upload_id.unwrap_or_default();
+        Ok(out.upload_id.unwrap_or_default())
+    }
+
+    /// UploadPart, ListParts and CompleteMultipartUpload of a one-part upload.
+    async fn upload_one_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), (&'static str, AwsCallError)> {
         let part = self
             .s3
             .upload_part()
             .bucket(&self.c.bucket)
             .key(key)
-            .upload_id(&upload_id)
+            .upload_id(upload_id)
             .part_number(1)
             .body(ByteStream::from_static(TEST_BODY))
             .send()
@@ -662,31 +683,23 @@ impl<'a> CheckRun<'a> {
                     "s3:PutObject",
                     AwsCallError::from_sdk("s3", "UploadPart", &e),
                 )
-            });
-        let part = match part {
-            Ok(p) => p,
-            Err(e) => {
-                self.abort(key, &upload_id).await.ok();
-                return Err(e);
-            }
-        };
-        if let Err(e) = self
+            })?;
+        let listed = self
             .s3
             .list_parts()
             .bucket(&self.c.bucket)
             .key(key)
-            .upload_id(&upload_id)
+            .upload_id(upload_id)
             .send()
-            .await
+            .await;
+        // A 200 the SDK cannot parse (seen with emulators) still proves the permission.
+        if let Err(e) = listed
+            && unparsed_ok_body(&e).is_none()
         {
-            // A 200 the SDK cannot parse (seen with emulators) still proves the permission.
-            if unparsed_ok_body(&e).is_none() {
-                self.abort(key, &upload_id).await.ok();
-                return Err((
-                    "s3:ListMultipartUploadParts",
-                    AwsCallError::from_sdk("s3", "ListParts", &e),
-                ));
-            }
+            return Err((
+                "s3:ListMultipartUploadParts",
+                AwsCallError::from_sdk("s3", "ListParts", &e),
+            ));
         }
         let completed = CompletedMultipartUpload::builder()
             .parts(
@@ -696,35 +709,21 @@ impl<'a> CheckRun<'a> {
                     .build(),
             )
             .build();
-        if let Err(e) = self
-            .s3
+        self.s3
             .complete_multipart_upload()
             .bucket(&self.c.bucket)
             .key(key)
-            .upload_id(&upload_id)
+            .upload_id(upload_id)
             .multipart_upload(completed)
             .send()
             .await
-        {
-            self.abort(key, &upload_id).await.ok();
-            return Err((
-                "s3:PutObject",
-                AwsCallError::from_sdk("s3", "CompleteMultipartUpload", &e),
-            ));
-        }
-        self.remember(key);
-
-        let second_key = self.test_key(&self.c.prefix, "-aborted");
-        let second = create(&second_key).await.map_err(|e| {
-            (
-                "s3:PutObject",
-                AwsCallError::from_sdk("s3", "CreateMultipartUpload", &e),
-            )
-        })?;
-        self.abort(&second_key, second.upload_id().unwrap_or_default())
-            .await
-            .map_err(|e| ("s3:AbortMultipartUpload", e))?;
-        Ok(())
+            .map(|_| ())
+            .map_err(|e| {
+                (
+                    "s3:PutObject",
+                    AwsCallError::from_sdk("s3", "CompleteMultipartUpload", &e),
+                )
+            })
     }
 
     async fn abort(&self, key: &str, upload_id: &str) -> Result<(), AwsCallError> {

@@ -298,6 +298,40 @@ impl Api<'_> {
         self.call("DELETE", path, Call::default()).await
     }
 
+    /// Every page of `GET /connectors` at `limit` per page, following `next_token`; each page is
+    /// returned as answered (the caller checks statuses and sizes).
+    pub async fn pages(&self, limit: u32) -> Vec<ApiResponse> {
+        let limit = limit.to_string();
+        let mut pages: Vec<ApiResponse> = Vec::new();
+        loop {
+            let token = pages
+                .last()
+                .and_then(|p| p.body["next_token"].as_str().map(str::to_owned));
+            if !pages.is_empty() && token.is_none() {
+                return pages;
+            }
+            let mut query = vec![("limit", limit.as_str())];
+            if let Some(t) = &token {
+                query.push(("next_token", t.as_str()));
+            }
+            let page = self
+                .call(
+                    "GET",
+                    "/connectors",
+                    Call {
+                        query: &query,
+                        ..Call::default()
+                    },
+                )
+                .await;
+            let failed = page.status != 200;
+            pages.push(page);
+            if failed {
+                return pages;
+            }
+        }
+    }
+
     pub async fn call(&self, method: &str, path: &str, call: Call<'_>) -> ApiResponse {
         let event = api_event(self.tenant.as_deref(), method, path, &call);
         let out = self.stack.invoke("connector-api", &event).await;

@@ -19,12 +19,9 @@ async fn role_connector<'a>(
     label: &str,
     bucket_region: &str,
 ) -> (Setup<'a>, String) {
-    let customer = stack.customer();
-    let bucket = unique_bucket(label);
-    customer.create_bucket(&bucket, bucket_region).await;
+    let (customer, bucket, api) = bucket_and_tenant(stack, label, bucket_region).await;
     let role_name = format!("{label}-{}", &bucket[bucket.len() - 8..]);
     let role_arn = format!("arn:aws:iam::{}:role/{role_name}", customer.account_id);
-    let api = stack.api(&unique_tenant(label));
     let created = api
         .post(
             "/connectors",
@@ -46,6 +43,18 @@ async fn role_connector<'a>(
         },
         role_name,
     )
+}
+
+/// A new customer bucket (in `region`) and an API client for a new tenant.
+async fn bucket_and_tenant<'a>(
+    stack: &'a Stack,
+    label: &str,
+    region: &str,
+) -> (tests::Customer, String, Api<'a>) {
+    let customer = stack.customer();
+    let bucket = unique_bucket(label);
+    customer.create_bucket(&bucket, region).await;
+    (customer, bucket, stack.api(&unique_tenant(label)))
 }
 
 /// Creates the connector's role exactly as its setup instructions say.
@@ -310,10 +319,7 @@ async fn a_wrong_external_id_in_the_trust_policy_fails_credentials() {
 #[tokio::test]
 async fn access_keys_pass_and_never_reach_the_logs() {
     let stack = Stack::connect().await;
-    let customer = stack.customer();
-    let bucket = unique_bucket("keys");
-    customer.create_bucket(&bucket, "us-east-1").await;
-    let api = stack.api(&unique_tenant("keys"));
+    let (customer, bucket, api) = bucket_and_tenant(&stack, "keys", "us-east-1").await;
     // Create with placeholder keys to get the policy, then the real user and keys.
     let body = json!({
         "name": "drops", "direction": "ingest", "bucket": bucket, "region": "us-east-1", "prefix": "in/",
@@ -388,10 +394,7 @@ async fn access_keys_pass_and_never_reach_the_logs() {
 #[tokio::test]
 async fn challenge_file_missing_then_present() {
     let stack = Stack::connect().await;
-    let customer = stack.customer();
-    let bucket = unique_bucket("challenge");
-    customer.create_bucket(&bucket, "us-east-1").await;
-    let api = stack.api(&unique_tenant("challenge"));
+    let (customer, bucket, api) = bucket_and_tenant(&stack, "challenge", "us-east-1").await;
     let created = api
         .post("/connectors", &json!({"name": "stitch-style", "direction": "export", "bucket": bucket, "region": "us-east-1", "prefix": "drop", "auth": {"mode": "bucket_policy"}}))
         .await;
@@ -536,10 +539,7 @@ async fn run_credentials_renew_as_fresh_sessions_scoped_by_the_role() {
 #[tokio::test]
 async fn web_identity_without_a_token_source_says_so() {
     let stack = Stack::connect().await;
-    let customer = stack.customer();
-    let bucket = unique_bucket("webid");
-    customer.create_bucket(&bucket, "us-east-1").await;
-    let api = stack.api(&unique_tenant("webid"));
+    let (customer, bucket, api) = bucket_and_tenant(&stack, "webid", "us-east-1").await;
     let created = api
         .post("/connectors", &json!({"name": "oidc", "direction": "export", "bucket": bucket, "region": "us-east-1",
             "auth": {"mode": "web_identity", "role_arn": format!("arn:aws:iam::{}:role/oidc-role", customer.account_id)}}))
@@ -564,15 +564,12 @@ async fn web_identity_without_a_token_source_says_so() {
 #[tokio::test]
 async fn ingest_handles_keys_with_spaces_plus_escapes_and_unicode() {
     let stack = Stack::connect().await;
-    let customer = stack.customer();
-    let bucket = unique_bucket("keys-odd");
-    customer.create_bucket(&bucket, "us-east-1").await;
+    let (customer, bucket, api) = bucket_and_tenant(&stack, "keys-odd", "us-east-1").await;
     let role_name = format!("ingest-odd-{}", &bucket[bucket.len() - 8..]);
     let role_arn = format!("arn:aws:iam::{}:role/{role_name}", customer.account_id);
     // Spaces go in the file name, not the prefix: moto mis-verifies the signature of an STS call
     // whose session policy holds a space (real STS accepts it).
     let prefix = "incoming/données/a+b%2B/";
-    let api = stack.api(&unique_tenant("odd"));
     let created = api
         .post(
             "/connectors",

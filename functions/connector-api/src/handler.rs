@@ -155,10 +155,13 @@ fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
 }
 
 fn connector_response(status: StatusCode, view: &ConnectorView) -> Response<Body> {
-    let mut response = json_response(status, view);
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", view.version)) {
-        response.headers_mut().insert(header::ETAG, etag);
-    }
+    with_etag(json_response(status, view), view.version)
+}
+
+/// The connector's version as its ETag, for the next `If-Match`.
+fn with_etag(mut response: Response<Body>, version: u64) -> Response<Body> {
+    let etag = HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header");
+    response.headers_mut().insert(header::ETAG, etag);
     response
 }
 
@@ -280,11 +283,10 @@ impl<S: ConnectorStore, K: SecretStore> App<S, K> {
                 let (report, connector) = service.validate(&tenant, id, &self.validator).await?;
                 let mut body = serde_json::to_value(&report).expect("report serializes");
                 body["connector_version"] = json!(connector.version);
-                let mut response = json_response(StatusCode::OK, &body);
-                if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", connector.version)) {
-                    response.headers_mut().insert(header::ETAG, etag);
-                }
-                Ok(response)
+                Ok(with_etag(
+                    json_response(StatusCode::OK, &body),
+                    connector.version,
+                ))
             }
         }
     }

@@ -6,7 +6,7 @@
 //! forgets is a real denial.
 
 use serde_json::{Value, json};
-use tests::{Api, ApiResponse, Call, Stack, unique_bucket, unique_tenant, without_action};
+use tests::{Api, ApiResponse, Stack, unique_bucket, unique_tenant, without_action};
 
 struct Walk {
     step: u32,
@@ -243,32 +243,13 @@ async fn main() {
     println!("   the secret access key appears nowhere in the item ✓");
 
     walk.step("Acme lists its connectors, one per page");
-    let mut token: Option<String> = None;
-    loop {
-        let mut query = vec![("limit", "1")];
-        if let Some(t) = &token {
-            query.push(("next_token", t.as_str()));
-        }
-        let page = api
-            .call(
-                "GET",
-                "/connectors",
-                Call {
-                    query: &query,
-                    ..Call::default()
-                },
-            )
-            .await;
+    for page in api.pages(1).await {
         expect(&page, 200, "a page");
         for c in page.body["items"].as_array().unwrap() {
             println!(
                 "   - {} {} ({}, {})",
                 c["id"], c["name"], c["direction"], c["status"]
             );
-        }
-        match page.body["next_token"].as_str() {
-            Some(t) => token = Some(t.to_owned()),
-            None => break,
         }
     }
 
