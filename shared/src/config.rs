@@ -1,6 +1,7 @@
 //! Settings read once per cold start from the environment (every variable is declared in
 //! template.yaml and mirrored in `.local-stack/env` for local runs).
 
+use crate::domain::platform::OwnResources;
 use crate::domain::setup::PlatformIdentity;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,9 @@ pub struct Settings {
     /// JWT claim that carries the tenant id.
     pub tenant_claim: String,
     pub platform: PlatformIdentity,
+    /// The lake, every bucket in `PLATFORM_BUCKETS` and the account in `PLATFORM_ACCOUNT_ID`:
+    /// refused as connector targets.
+    pub own: OwnResources,
     /// Our identity provider's token source for `web_identity` connectors: a program run with
     /// the connector id, or a file path with `{connector_id}` in it.
     pub web_identity_token_command: Option<String>,
@@ -67,6 +71,16 @@ impl Settings {
                 web_identity_audience: optional("WEB_IDENTITY_AUDIENCE", "sts.amazonaws.com"),
                 ingest_queue_arn: required("INGEST_QUEUE_ARN")?,
             },
+            own: OwnResources::new(
+                std::iter::once(required("LAKE_BUCKET")?).chain(
+                    lookup("PLATFORM_BUCKETS")
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>(),
+                ),
+                lookup("PLATFORM_ACCOUNT_ID"),
+            ),
             web_identity_token_command: lookup("WEB_IDENTITY_TOKEN_COMMAND")
                 .filter(|v| !v.trim().is_empty()),
             web_identity_token_file: lookup("WEB_IDENTITY_TOKEN_FILE")
@@ -111,6 +125,18 @@ mod tests {
         assert_eq!(s.platform.web_identity_audience, "sts.amazonaws.com");
         assert_eq!(s.credentials_retry_seconds, 15);
         assert_eq!(s.web_identity_token_file, None);
+        assert!(s.own.is_own_bucket("b"), "the lake is always our own");
+        assert_eq!(s.own.account_id(), None);
+
+        let mut env = full();
+        env.insert("PLATFORM_BUCKETS", "artifacts, logs,");
+        env.insert("PLATFORM_ACCOUNT_ID", "999999999999");
+        let s = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        for own in ["b", "artifacts", "logs"] {
+            assert!(s.own.is_own_bucket(own), "{own}");
+        }
+        assert!(!s.own.is_own_bucket(""));
+        assert_eq!(s.own.account_id(), Some("999999999999"));
 
         for missing in ["CONNECTORS_TABLE", "SECRETS_PREFIX", "INGEST_QUEUE_ARN"] {
             let mut env = full();

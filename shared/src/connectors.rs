@@ -7,12 +7,13 @@ use serde_json::Value;
 use crate::domain::checks::{ValidationReport, ValidationStatus};
 use crate::domain::connector::{Auth, Connector, ConnectorStatus, Direction};
 use crate::domain::field::FieldError;
+use crate::domain::platform::OwnResources;
 use crate::domain::rules;
 use crate::domain::schedule::Schedule;
 use crate::domain::setup::{self, PlatformIdentity, SetupInstructions};
 use crate::domain::spec::{self, AccessKeyPair, AuthSpec, ConnectorSpec};
 use crate::error::{SecretError, StoreError};
-use crate::ports::{ConnectorStore, Page, SecretStore};
+use crate::ports::{BucketClaims, ClaimsWrite, ConnectorStore, Page, SecretStore};
 use crate::validation::Validator;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,9 @@ pub enum ServiceError {
         other_connector_id: String,
         message: String,
     },
+    /// Concurrent changes on the same bucket kept winning; safe to retry.
+    #[error("the bucket's connectors are being changed concurrently; retry")]
+    Busy,
     /// The caller's `If-Match` no longer matches the stored version.
     #[error("connector changed since it was read: current version is {current}")]
     VersionMismatch { current: u64 },
@@ -36,20 +40,31 @@ pub enum ServiceError {
     Secret(#[from] SecretError),
 }
 
+/// How often a create, update or delete re-reads a bucket's claims after losing a race for them.
+const CLAIM_ATTEMPTS: usize = 5;
+
 pub struct ConnectorService<S, K> {
     store: S,
     secrets: K,
     secrets_prefix: String,
     platform: PlatformIdentity,
+    own: OwnResources,
 }
 
 impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
-    pub fn new(store: S, secrets: K, secrets_prefix: String, platform: PlatformIdentity) -> Self {
+    pub fn new(
+        store: S,
+        secrets: K,
+        secrets_prefix: String,
+        platform: PlatformIdentity,
+        own: OwnResources,
+    ) -> Self {
         Self {
             store,
             secrets,
             secrets_prefix,
             platform,
+            own,
         }
     }
 
@@ -59,7 +74,10 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
 
     pub async fn create(&self, tenant_id: &str, body: Value) -> Result<Connector, ServiceError> {
         let spec = spec::parse_create(body).map_err(ServiceError::Invalid)?;
-        self.ensure_no_overlap(tenant_id, None, &spec).await?;
+        self.refuse_own_resources(&spec)?;
+        // Fails fast before a secret is written; the binding check is the claim below.
+        let claims = self.claims(tenant_id, &spec.bucket).await?;
+        self.ensure_no_overlap(tenant_id, None, &spec, claims).await?;
 
         let now = Utc::now();
         let connector_id = format!("con_{}", uuid::Uuid::now_v7().simple());
@@ -69,18 +87,18 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
         let mut connector = Connector {
             tenant_id: tenant_id.to_owned(),
             connector_id,
-            name: spec.name,
+            name: spec.name.clone(),
             direction: spec.direction,
-            bucket: spec.bucket,
-            region: spec.region,
-            prefix: spec.prefix,
+            bucket: spec.bucket.clone(),
+            region: spec.region.clone(),
+            prefix: spec.prefix.clone(),
             auth,
             external_id: rules::generate_external_id(),
             challenge_file: format!("connector-challenge-{}.txt", rules::generate_token(32)),
             next_run_at: next_run(spec.schedule.as_deref()),
-            schedule: spec.schedule,
-            export: spec.export,
-            ingest: spec.ingest,
+            schedule: spec.schedule.clone(),
+            export: spec.export.clone(),
+            ingest: spec.ingest.clone(),
             status: ConnectorStatus::PendingValidation,
             validation: None,
             due_shard: None,
@@ -90,11 +108,35 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
             updated_at: now,
         };
         connector.refresh_due_index();
-        if let Err(e) = self.store.create(&connector).await {
+        let written = self.create_claiming(&connector, &spec).await;
+        if written.is_err() {
             self.discard_secret(connector.auth.secret_arn()).await;
-            return Err(e.into());
         }
-        Ok(connector)
+        written.map(|()| connector)
+    }
+
+    /// Writes the connector with its claim on the bucket, re-checking overlaps whenever a
+    /// concurrent change to the bucket's claims won the race.
+    async fn create_claiming(
+        &self,
+        connector: &Connector,
+        spec: &ConnectorSpec,
+    ) -> Result<(), ServiceError> {
+        for _ in 0..CLAIM_ATTEMPTS {
+            let claims = self.claims(&connector.tenant_id, &spec.bucket).await?;
+            let mut claims = self
+                .ensure_no_overlap(&connector.tenant_id, None, spec, claims)
+                .await?;
+            claims
+                .prefixes
+                .insert(connector.connector_id.clone(), spec.prefix.clone());
+            let write = claims_write(&spec.bucket, claims);
+            match self.store.create(connector, &write).await {
+                Err(StoreError::Contended) => continue,
+                other => return Ok(other?),
+            }
+        }
+        Err(ServiceError::Busy)
     }
 
     pub async fn get(
@@ -132,8 +174,11 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
             });
         }
         let spec = spec::parse_patch(&current, patch).map_err(ServiceError::Invalid)?;
-        if spec.bucket != current.bucket || spec.prefix != current.prefix {
-            self.ensure_no_overlap(tenant_id, Some(connector_id), &spec)
+        self.refuse_own_resources(&spec)?;
+        let moves = spec.bucket != current.bucket || spec.prefix != current.prefix;
+        if moves {
+            let claims = self.claims(tenant_id, &spec.bucket).await?;
+            self.ensure_no_overlap(tenant_id, Some(connector_id), &spec, claims)
                 .await?;
         }
 
@@ -152,14 +197,14 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
         if spec.schedule != current.schedule {
             updated.next_run_at = next_run(spec.schedule.as_deref());
         }
-        updated.name = spec.name;
-        updated.bucket = spec.bucket;
-        updated.region = spec.region;
-        updated.prefix = spec.prefix;
+        updated.name = spec.name.clone();
+        updated.bucket = spec.bucket.clone();
+        updated.region = spec.region.clone();
+        updated.prefix = spec.prefix.clone();
         updated.auth = auth;
-        updated.schedule = spec.schedule;
-        updated.export = spec.export;
-        updated.ingest = spec.ingest;
+        updated.schedule = spec.schedule.clone();
+        updated.export = spec.export.clone();
+        updated.ingest = spec.ingest.clone();
         if material_change {
             updated.status = ConnectorStatus::PendingValidation;
         }
@@ -167,14 +212,21 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
         updated.updated_at = Utc::now();
         updated.refresh_due_index();
 
-        if let Err(e) = self.store.replace(&updated, current.version).await {
+        let written = if moves {
+            self.replace_claiming(&current, &updated, &spec).await
+        } else {
+            match self.store.replace(&updated, current.version, &[]).await {
+                Err(StoreError::VersionConflict { .. }) => {
+                    Err(self.mismatch(tenant_id, connector_id).await)
+                }
+                other => other.map_err(ServiceError::from),
+            }
+        };
+        if let Err(e) = written {
             if updated.auth != current.auth {
                 self.discard_secret(updated.auth.secret_arn()).await;
             }
-            return Err(match e {
-                StoreError::VersionConflict { .. } => self.mismatch(tenant_id, connector_id).await,
-                other => other.into(),
-            });
+            return Err(e);
         }
         if updated.auth.secret_arn() != current.auth.secret_arn() {
             self.discard_secret(current.auth.secret_arn()).await;
@@ -182,36 +234,87 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
         Ok(updated)
     }
 
-    /// Deletes the connector and its stored secret. The secret goes first: a failure in
-    /// between leaves a connector that can be deleted again, never an orphaned key pair.
+    /// Writes an update that moves the connector to another bucket or prefix, together with the
+    /// claims it leaves and takes; a lost race re-reads both and re-checks the overlap.
+    async fn replace_claiming(
+        &self,
+        current: &Connector,
+        updated: &Connector,
+        spec: &ConnectorSpec,
+    ) -> Result<(), ServiceError> {
+        let (tenant_id, id) = (current.tenant_id.as_str(), current.connector_id.as_str());
+        for _ in 0..CLAIM_ATTEMPTS {
+            let claims = self.claims(tenant_id, &spec.bucket).await?;
+            let mut taken = self
+                .ensure_no_overlap(tenant_id, Some(id), spec, claims)
+                .await?;
+            taken.prefixes.insert(id.to_owned(), spec.prefix.clone());
+            let mut writes = vec![claims_write(&spec.bucket, taken)];
+            if current.bucket != spec.bucket {
+                let mut left = self.claims(tenant_id, &current.bucket).await?;
+                if left.prefixes.remove(id).is_some() {
+                    writes.push(claims_write(&current.bucket, left));
+                }
+            }
+            match self.store.replace(updated, current.version, &writes).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Contended) => {
+                    // Our own item may be what changed: then this edit has lost.
+                    let now = self.get(tenant_id, id).await?;
+                    if now.version != current.version {
+                        return Err(ServiceError::VersionMismatch {
+                            current: now.version,
+                        });
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::Busy)
+    }
+
+    /// Deletes the connector (releasing its claim on the bucket), then its stored secret. The
+    /// conditional delete decides: a request that loses a race (412) changes nothing, and the
+    /// secret is removed only once the item that names it is gone. A secret that then cannot be
+    /// removed is logged by ARN for an operator (it is tagged with its tenant), never in use.
     pub async fn delete(
         &self,
         tenant_id: &str,
         connector_id: &str,
         expected_version: Option<u64>,
     ) -> Result<(), ServiceError> {
-        let current = self.get(tenant_id, connector_id).await?;
-        if let Some(expected) = expected_version
-            && expected != current.version
-        {
-            return Err(ServiceError::VersionMismatch {
-                current: current.version,
-            });
-        }
-        if let Some(arn) = current.auth.secret_arn() {
-            self.secrets.delete(arn).await?;
-        }
-        match self
-            .store
-            .delete(tenant_id, connector_id, current.version)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(StoreError::VersionConflict { .. }) => {
-                Err(self.mismatch(tenant_id, connector_id).await)
+        for _ in 0..CLAIM_ATTEMPTS {
+            let current = self.get(tenant_id, connector_id).await?;
+            if let Some(expected) = expected_version
+                && expected != current.version
+            {
+                return Err(ServiceError::VersionMismatch {
+                    current: current.version,
+                });
             }
-            Err(e) => Err(e.into()),
+            let mut claims = self.store.bucket_claims(tenant_id, &current.bucket).await?;
+            let release = claims
+                .prefixes
+                .remove(connector_id)
+                .map(|_| claims_write(&current.bucket, claims));
+            match self
+                .store
+                .delete(tenant_id, connector_id, current.version, release.as_ref())
+                .await
+            {
+                Ok(()) => {
+                    self.discard_secret(current.auth.secret_arn()).await;
+                    return Ok(());
+                }
+                // Re-read: a concurrent edit (→ 412 above) or a concurrent claim change (retry).
+                Err(StoreError::Contended) => continue,
+                Err(StoreError::VersionConflict { .. }) => {
+                    return Err(self.mismatch(tenant_id, connector_id).await);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
+        Err(ServiceError::Busy)
     }
 
     pub async fn setup(
@@ -246,7 +349,7 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
         updated.version = current.version + 1;
         updated.updated_at = now;
         updated.refresh_due_index();
-        match self.store.replace(&updated, current.version).await {
+        match self.store.replace(&updated, current.version, &[]).await {
             Ok(()) => Ok((report, updated)),
             // Edited while validating: the result may not hold for the new settings.
             Err(StoreError::VersionConflict { .. }) => {
@@ -265,32 +368,87 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
         }
     }
 
+    /// The tenant's claims on a bucket. A bucket whose connectors predate claims has no record
+    /// yet: it is seeded from the `by-bucket` index, and the first write creates it.
+    async fn claims(&self, tenant_id: &str, bucket: &str) -> Result<BucketClaims, ServiceError> {
+        let claims = self.store.bucket_claims(tenant_id, bucket).await?;
+        if claims.version.is_some() {
+            return Ok(claims);
+        }
+        let prefixes = self
+            .store
+            .list_by_bucket(bucket)
+            .await?
+            .into_iter()
+            .filter(|c| c.tenant_id == tenant_id)
+            .map(|c| (c.connector_id, c.prefix))
+            .collect();
+        Ok(BucketClaims {
+            version: None,
+            prefixes,
+        })
+    }
+
+    /// 409 when another connector of the tenant holds an overlapping prefix of the bucket.
+    /// Returns the claims without `self_id` and without stale entries (a claim whose connector
+    /// is gone or has moved, left by a write that failed halfway), ready to be written back.
     async fn ensure_no_overlap(
         &self,
         tenant_id: &str,
         self_id: Option<&str>,
         spec: &ConnectorSpec,
-    ) -> Result<(), ServiceError> {
-        let others = self.store.list_by_bucket(&spec.bucket).await?;
-        let clash = others.iter().find(|other| {
-            other.tenant_id == tenant_id
-                && Some(other.connector_id.as_str()) != self_id
-                && rules::prefixes_overlap(&other.prefix, &spec.prefix)
-        });
-        match clash {
-            None => Ok(()),
-            Some(other) => Err(ServiceError::Overlap {
-                other_connector_id: other.connector_id.clone(),
-                message: format!(
-                    "prefix {:?} overlaps connector {} ({:?}, {}) on s3://{}/{}: one would read or overwrite the other's files; choose a separate prefix",
-                    spec.prefix,
-                    other.connector_id,
-                    other.name,
-                    direction_word(other.direction),
-                    other.bucket,
-                    other.prefix
-                ),
-            }),
+        mut claims: BucketClaims,
+    ) -> Result<BucketClaims, ServiceError> {
+        if let Some(id) = self_id {
+            claims.prefixes.remove(id);
+        }
+        let clashing: Vec<String> = claims
+            .prefixes
+            .iter()
+            .filter(|(_, prefix)| rules::prefixes_overlap(prefix, &spec.prefix))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for other_id in clashing {
+            let other = self.store.get(tenant_id, &other_id).await?;
+            match other {
+                Some(other)
+                    if other.bucket == spec.bucket
+                        && rules::prefixes_overlap(&other.prefix, &spec.prefix) =>
+                {
+                    return Err(ServiceError::Overlap {
+                        other_connector_id: other.connector_id.clone(),
+                        message: format!(
+                            "prefix {:?} overlaps connector {} ({:?}, {}) on s3://{}/{}: one would read or overwrite the other's files; choose a separate prefix",
+                            spec.prefix,
+                            other.connector_id,
+                            other.name,
+                            direction_word(other.direction),
+                            other.bucket,
+                            other.prefix
+                        ),
+                    });
+                }
+                _ => {
+                    claims.prefixes.remove(&other_id);
+                }
+            }
+        }
+        Ok(claims)
+    }
+
+    /// 400 for a connector on the platform's own bucket or a role in the platform's account.
+    fn refuse_own_resources(&self, spec: &ConnectorSpec) -> Result<(), ServiceError> {
+        let role_arn = match &spec.auth {
+            AuthSpec::Role { role_arn } | AuthSpec::WebIdentity { role_arn } => {
+                Some(role_arn.as_str())
+            }
+            _ => None,
+        };
+        let refusals = self.own.refusals(&spec.bucket, role_arn);
+        if refusals.is_empty() {
+            Ok(())
+        } else {
+            Err(ServiceError::Invalid(refusals))
         }
     }
 
@@ -351,6 +509,14 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
         if let Err(e) = self.secrets.delete(arn).await {
             tracing::error!(secret_arn = arn, error = %e, "could not delete an unused secret; delete it by hand");
         }
+    }
+}
+
+fn claims_write(bucket: &str, claims: BucketClaims) -> ClaimsWrite {
+    ClaimsWrite {
+        bucket: bucket.to_owned(),
+        expected: claims.version,
+        prefixes: claims.prefixes,
     }
 }
 

@@ -20,6 +20,7 @@ use tokio::sync::OnceCell;
 
 use crate::adapters::secrets_manager::SecretsManagerStore;
 use crate::domain::connector::{Auth, Connector};
+use crate::domain::platform::{OwnResources, arn_account};
 use crate::domain::setup;
 use crate::error::{AwsCallError, SecretError};
 use crate::ports::SecretStore;
@@ -63,6 +64,18 @@ pub enum CredentialError {
     SecretCorrupt,
     #[error("no web identity token: {0}")]
     Token(String),
+    /// The role accepted a wrong external ID: anyone who knows its ARN could make us act on the
+    /// bucket (confused deputy), so no session is handed out.
+    #[error(
+        "the role {role_arn} accepts a wrong external ID; add the condition sts:ExternalId = \"{external_id}\" to its trust policy before it can be used"
+    )]
+    ExternalIdNotEnforced {
+        role_arn: String,
+        external_id: String,
+    },
+    /// Credentials of the platform's own account (an access key of ours, say).
+    #[error("{0}")]
+    OwnAccount(String),
 }
 
 impl From<SecretError> for CredentialError {
@@ -161,6 +174,7 @@ pub struct CredentialBroker {
     secrets: SecretsManagerStore,
     principal_arn: String,
     tokens: TokenSource,
+    own: OwnResources,
     /// Decided on first use: whether the function must assume the principal first (role
     /// chaining, in AWS) or already runs as it (locally).
     must_chain: OnceCell<bool>,
@@ -172,6 +186,7 @@ impl CredentialBroker {
         secrets: SecretsManagerStore,
         principal_arn: String,
         tokens: TokenSource,
+        own: OwnResources,
     ) -> Self {
         Self {
             sdk: sdk.clone(),
@@ -179,12 +194,46 @@ impl CredentialBroker {
             secrets,
             principal_arn,
             tokens,
+            own,
             must_chain: OnceCell::new(),
         }
     }
 
     pub fn base_config(&self) -> &SdkConfig {
         &self.sdk
+    }
+
+    /// The platform's own buckets and account, which no connector session may reach.
+    pub fn own_resources(&self) -> &OwnResources {
+        &self.own
+    }
+
+    /// The confused-deputy probe: AssumeRole with a wrong ExternalId. `Ok(true)` when the role
+    /// accepted it (unsafe), `Ok(false)` when it was refused; any other failure leaves it
+    /// unproven, which callers must treat as unsafe.
+    pub async fn accepts_wrong_external_id(
+        &self,
+        connector: &Connector,
+        role_arn: &str,
+    ) -> Result<bool, AwsCallError> {
+        let wrong = format!("wrong-{}", crate::domain::rules::generate_token(16));
+        match self
+            .assume_customer_role(connector, role_arn, &wrong, SessionPurpose::Validation)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_access_denied() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Fails an access key of the platform's own account (found with GetCallerIdentity).
+    pub async fn check_key_account(&self, credentials: &Credentials) -> Result<(), CredentialError> {
+        let caller = self.caller_arn(credentials).await?;
+        match arn_account(&caller).and_then(|account| self.own.credentials_refusal(account)) {
+            Some(refusal) => Err(CredentialError::OwnAccount(refusal)),
+            None => Ok(()),
+        }
     }
 
     /// Credentials for the connector, for `purpose`.
@@ -194,9 +243,21 @@ impl CredentialBroker {
         purpose: SessionPurpose,
     ) -> Result<Credentials, CredentialError> {
         match &connector.auth {
-            Auth::Role { role_arn } => Ok(self
-                .assume_customer_role(connector, role_arn, &connector.external_id, purpose)
-                .await?),
+            Auth::Role { role_arn } => {
+                // Every run re-proves the trust policy: a role that stopped checking the
+                // external ID since validation gets no session (nothing touches the bucket).
+                if purpose == SessionPurpose::Run
+                    && self.accepts_wrong_external_id(connector, role_arn).await?
+                {
+                    return Err(CredentialError::ExternalIdNotEnforced {
+                        role_arn: role_arn.clone(),
+                        external_id: connector.external_id.clone(),
+                    });
+                }
+                Ok(self
+                    .assume_customer_role(connector, role_arn, &connector.external_id, purpose)
+                    .await?)
+            }
             Auth::WebIdentity { role_arn } => {
                 let token = self.tokens.token(&connector.connector_id).await?;
                 let out = self
@@ -206,7 +267,7 @@ impl CredentialBroker {
                     .role_session_name(session_name(connector))
                     .web_identity_token(token)
                     .duration_seconds(purpose.duration_seconds())
-                    .policy(session_policy(connector))
+                    .policy(session_policy(connector, &self.own))
                     .send()
                     .await
                     .map_err(|e| AwsCallError::from_sdk("sts", "AssumeRoleWithWebIdentity", &e))?;
@@ -214,13 +275,18 @@ impl CredentialBroker {
             }
             Auth::AccessKey { secret_arn, .. } => {
                 let keys = self.secrets.get(secret_arn).await?;
-                Ok(Credentials::new(
+                let credentials = Credentials::new(
                     keys.access_key_id,
                     keys.secret_access_key.expose(),
                     None,
                     None,
                     "connector-access-key",
-                ))
+                );
+                // A key pair carries no session policy, so whose it is is checked instead.
+                if purpose == SessionPurpose::Run {
+                    self.check_key_account(&credentials).await?;
+                }
+                Ok(credentials)
             }
             Auth::BucketPolicy => Ok(self.principal_credentials(Some(connector)).await?),
         }
@@ -243,7 +309,7 @@ impl CredentialBroker {
             .source_identity(connector.connector_id.clone())
             .external_id(external_id)
             .duration_seconds(purpose.duration_seconds())
-            .policy(session_policy(connector))
+            .policy(session_policy(connector, &self.own))
             .send()
             .await
             .map_err(|e| AwsCallError::from_sdk("sts", "AssumeRole", &e))?;
@@ -278,7 +344,7 @@ impl CredentialBroker {
             request = match scope {
                 Some(c) => request
                     .role_session_name(session_name(c))
-                    .policy(session_policy(c)),
+                    .policy(session_policy(c, &self.own)),
                 None => request.role_session_name("connector-platform"),
             };
             let out = request
@@ -355,11 +421,12 @@ pub fn session_name(connector: &Connector) -> String {
 
 /// The connector's own permissions as an inline session policy, so the session can do no more
 /// than this connector needs even when the customer's role is broader.
-pub fn session_policy(connector: &Connector) -> String {
+/// It also denies every bucket of the platform's own account.
+pub fn session_policy(connector: &Connector, own: &OwnResources) -> String {
     // STS takes session policies in a limited character range (up to U+00FF), and emulators
     // mis-sign anything non-ASCII: a key character outside ASCII becomes the single-character
     // wildcard `?`, which IAM matches against exactly one character of the name.
-    ascii_only(&session_policy_text(connector))
+    ascii_only(&session_policy_text(connector, own))
 }
 
 fn ascii_only(policy: &str) -> String {
@@ -369,8 +436,9 @@ fn ascii_only(policy: &str) -> String {
         .collect()
 }
 
-fn session_policy_text(connector: &Connector) -> String {
+fn session_policy_text(connector: &Connector, own: &OwnResources) -> String {
     let statements = setup::s3_statements(connector, None);
+    let deny = own.deny_statement();
     let compact: Vec<_> = statements
         .iter()
         .cloned()
@@ -378,6 +446,7 @@ fn session_policy_text(connector: &Connector) -> String {
             s.as_object_mut().map(|m| m.remove("Sid"));
             s
         })
+        .chain(deny.clone())
         .collect();
     let policy = json!({"Version": "2012-10-17", "Statement": compact}).to_string();
     if policy.len() <= MAX_SESSION_POLICY_CHARS {
@@ -413,6 +482,7 @@ fn session_policy_text(connector: &Connector) -> String {
         json!({"Effect": "Allow", "Action": s3_actions, "Resource": [bucket.clone(), format!("{bucket}/*")]}),
     ];
     all.extend(other);
+    all.extend(deny);
     json!({"Version": "2012-10-17", "Statement": all}).to_string()
 }
 

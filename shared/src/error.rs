@@ -169,6 +169,9 @@ pub enum StoreError {
     /// The item changed (or vanished) since it was read.
     #[error("the item's version is not {expected}")]
     VersionConflict { expected: u64 },
+    /// A transaction's condition failed: another write got there first; re-read and retry.
+    #[error("a concurrent change got there first")]
+    Contended,
     #[error("stored item cannot be read: {0}")]
     Corrupt(String),
     #[error(transparent)]

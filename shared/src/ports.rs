@@ -1,5 +1,6 @@
 //! Narrow traits the application logic depends on; adapters implement them per AWS service.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use crate::domain::connector::Connector;
@@ -11,6 +12,25 @@ use crate::error::{SecretError, StoreError};
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<String>,
+}
+
+/// The prefixes one tenant's connectors hold on one bucket (connector id → prefix), read
+/// consistently. Writes that add, move or drop a prefix carry the version they read, so two
+/// concurrent creates or updates on the same bucket cannot both pass the overlap check: the
+/// second one's write fails with `StoreError::Contended` and is retried against the new claims.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketClaims {
+    /// `None` while no claims record exists for the bucket.
+    pub version: Option<u64>,
+    pub prefixes: BTreeMap<String, String>,
+}
+
+/// A new state of one bucket's claims, written only if they are still at `expected`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimsWrite {
+    pub bucket: String,
+    pub expected: Option<u64>,
+    pub prefixes: BTreeMap<String, String>,
 }
 
 pub trait ConnectorStore: Send + Sync {
@@ -43,22 +63,39 @@ pub trait ConnectorStore: Send + Sync {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
 
-    /// Fails with `AlreadyExists` rather than overwrite.
-    fn create(&self, connector: &Connector) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The tenant's claims on `bucket` (consistent read).
+    fn bucket_claims(
+        &self,
+        tenant_id: &str,
+        bucket: &str,
+    ) -> impl Future<Output = Result<BucketClaims, StoreError>> + Send;
 
-    /// Writes `connector` only if the stored version is still `expected_version`.
+    /// Writes a new connector and its bucket's claims in one transaction. Fails with
+    /// `AlreadyExists` rather than overwrite, and with `Contended` when the claims changed.
+    fn create(
+        &self,
+        connector: &Connector,
+        claims: &ClaimsWrite,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Writes `connector` only if the stored version is still `expected_version`, together
+    /// with `claims` (none when bucket and prefix are unchanged; two when it moves bucket).
+    /// With claims, any failed condition is `Contended`: the caller re-reads and decides.
     fn replace(
         &self,
         connector: &Connector,
         expected_version: u64,
+        claims: &[ClaimsWrite],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Deletes only if the stored version is still `expected_version`.
+    /// Deletes only if the stored version is still `expected_version`, releasing the
+    /// connector's claim in the same transaction when one is given.
     fn delete(
         &self,
         tenant_id: &str,
         connector_id: &str,
         expected_version: u64,
+        claims: Option<&ClaimsWrite>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 

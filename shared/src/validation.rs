@@ -24,6 +24,7 @@ use crate::domain::checks::{
     missing_permission, objects_arn,
 };
 use crate::domain::connector::{Auth, AuthMode, Connector, Direction, SseMode};
+use crate::domain::platform::OwnResources;
 use crate::domain::spec;
 use crate::error::{AwsCallError, unparsed_ok_body};
 
@@ -39,6 +40,9 @@ const NEEDS_CREDENTIALS: &str = "skipped: the credentials check failed";
 const NEEDS_BUCKET: &str = "skipped: the bucket could not be reached";
 const NEEDS_OWNERSHIP: &str =
     "skipped: upload the challenge file first, so we know you control this bucket";
+/// Nothing touches a bucket through a role that does not check our external ID: anyone who
+/// learns the role's ARN could otherwise make us act on it (confused deputy).
+const NEEDS_EXTERNAL_ID: &str = "skipped: the role must refuse a wrong external ID (external_id_enforced) before anything touches the bucket";
 /// Longest wait for one check's calls: the whole validation must answer within API Gateway's
 /// 30 s, after the credentials check's retries.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,7 +57,10 @@ impl Validator {
 
     pub async fn validate(&self, c: &Connector) -> ValidationReport {
         let mut checks = Vec::new();
-        let config = timed("config", async { config_check(c) }).await;
+        let config = timed("config", async {
+            config_check(c, self.broker.own_resources())
+        })
+        .await;
         let config_ok = config.status != CheckStatus::Fail;
         checks.push(config);
         if !config_ok {
@@ -88,12 +95,22 @@ impl Validator {
             }
             return ValidationReport::from_checks(checks, Utc::now(), None);
         }
-        let probe = bounded("external_id_enforced", self.external_id_check(c), |t| t);
-        let bucket = bounded("bucket_exists", bucket_checks(&s3, c), |timeout| {
-            (vec![timeout], None, false)
-        });
-        let (probe, (bucket_results, bucket_region, reachable)) = tokio::join!(probe, bucket);
+        // The confused-deputy gate comes before any call on the bucket, never beside one.
+        let probe = bounded("external_id_enforced", self.external_id_check(c), |t| t).await;
+        let trusted = probe.status != CheckStatus::Fail;
         checks.push(probe);
+        if !trusted {
+            // Only role connectors run the probe, and they need no challenge file.
+            for id in &checks::CHECK_IDS[3..] {
+                checks.push(CheckResult::skip(id, NEEDS_EXTERNAL_ID));
+            }
+            return ValidationReport::from_checks(checks, Utc::now(), None);
+        }
+        let (bucket_results, bucket_region, reachable) =
+            bounded("bucket_exists", bucket_checks(&s3, c), |timeout| {
+                (vec![timeout], None, false)
+            })
+            .await;
         checks.extend(bucket_results);
         if !reachable {
             for id in &checks::CHECK_IDS[5..] {
@@ -138,9 +155,10 @@ impl Validator {
         let started = Instant::now();
         let (result, tries) = with_propagation_retries(self.credentials_retry, || async {
             let credentials = self.broker.obtain(c, SessionPurpose::Validation).await?;
-            // An access key pair is only known to work once STS accepts it.
+            // An access key pair is only known to work once STS accepts it, and must not be
+            // one of the platform's own account.
             if c.auth.mode() == AuthMode::AccessKey {
-                self.broker.caller_arn(&credentials).await?;
+                self.broker.check_key_account(&credentials).await?;
             }
             Ok(credentials)
         })
@@ -159,14 +177,9 @@ impl Validator {
         let Auth::Role { role_arn } = &c.auth else {
             return CheckResult::skip(ID, "applies to role connectors only");
         };
-        let wrong = format!("wrong-{}", crate::domain::rules::generate_token(16));
-        let outcome = self
-            .broker
-            .assume_customer_role(c, role_arn, &wrong, SessionPurpose::Validation)
-            .await;
+        let outcome = self.broker.accepts_wrong_external_id(c, role_arn).await;
         let mut check = match outcome {
-            Ok(_) => checks::external_id_probe(c, true),
-            Err(e) if e.is_access_denied() => checks::external_id_probe(c, false),
+            Ok(accepted) => checks::external_id_probe(c, accepted),
             // Unproven is not safe: the connector must not become active on a guess.
             Err(e) => CheckResult::fail(
                 ID,
@@ -180,22 +193,25 @@ impl Validator {
     }
 }
 
-fn config_check(c: &Connector) -> CheckResult {
-    match spec::parse_patch(c, serde_json::json!({})) {
-        Ok(_) => CheckResult::pass("config", "the connector's settings are valid"),
-        Err(fields) => CheckResult::fail(
-            "config",
-            format!(
-                "invalid settings: {}",
-                fields
-                    .iter()
-                    .map(|f| format!("{} {}", f.field, f.rule))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            "PATCH the connector to fix the fields listed",
-        ),
+/// The stored settings still pass today's rules, and name none of the platform's own resources.
+fn config_check(c: &Connector, own: &OwnResources) -> CheckResult {
+    let mut fields = spec::parse_patch(c, serde_json::json!({})).err().unwrap_or_default();
+    fields.extend(own.refusals(&c.bucket, c.auth.role_arn()));
+    if fields.is_empty() {
+        return CheckResult::pass("config", "the connector's settings are valid");
     }
+    CheckResult::fail(
+        "config",
+        format!(
+            "invalid settings: {}",
+            fields
+                .iter()
+                .map(|f| format!("{} {}", f.field, f.rule))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        "PATCH the connector to fix the fields listed",
+    )
 }
 
 fn credentials_success(c: &Connector) -> String {
@@ -238,6 +254,13 @@ fn credentials_failure(
             "this is on our side, not yours: contact support; nothing in your account needs to change",
         )
         .with_code(code);
+    }
+    if let CredentialError::OwnAccount(refusal) = e {
+        return CheckResult::fail(
+            ID,
+            refusal.clone(),
+            "create an access key for an IAM user in your own account and PATCH auth with it",
+        );
     }
     let sts_refused = e.aws().is_some_and(|a| a.service == "sts");
     let (message, remediation) = match (&c.auth, denied) {

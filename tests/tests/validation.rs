@@ -495,6 +495,7 @@ async fn run_credentials_renew_as_fresh_sessions_scoped_by_the_role() {
         SecretsManagerStore::new(stack.secrets()),
         stack.env.get("CONNECTOR_PRINCIPAL_ARN").to_owned(),
         TokenSource::None,
+        shared::domain::platform::OwnResources::default(),
     ));
     let provider = ConnectorCredentials::new(broker, Arc::new(connector), SessionPurpose::Run);
 

@@ -28,6 +28,7 @@ async fn main() -> Result<(), Error> {
         SecretsManagerStore::new(shared::aws::secrets_client(&sdk)),
         settings.secrets_prefix.clone(),
         settings.platform.clone(),
+        settings.own.clone(),
     );
     let broker = CredentialBroker::new(
         &sdk,
@@ -37,6 +38,7 @@ async fn main() -> Result<(), Error> {
             settings.web_identity_token_command.as_deref(),
             settings.web_identity_token_file.as_deref(),
         ),
+        settings.own.clone(),
     );
     let validator = Validator::new(
         Arc::new(broker),

@@ -1,20 +1,25 @@
 //! The connectors table in DynamoDB. Every access is by key or index: never a Scan.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::domain::connector::Connector;
 use crate::error::{AwsCallError, StoreError};
-use crate::ports::{ConnectorStore, Page};
+use crate::ports::{BucketClaims, ClaimsWrite, ConnectorStore, Page};
 
 pub const BY_BUCKET_INDEX: &str = "by-bucket";
 pub const BY_DUE_INDEX: &str = "by-due";
+/// Sort keys of connectors; the tenant's partition also holds one claims item per bucket
+/// (`claims#<bucket>`), which carries no `bucket` or `due_*` attribute and so stays out of
+/// both indexes. Our ids are generated, so no connector id can take a claims key.
+const CONNECTOR_SORT_PREFIX: &str = "con_";
+const CLAIMS_SORT_PREFIX: &str = "claims#";
 
 #[derive(Clone)]
 pub struct DynamoConnectorStore {
@@ -44,6 +49,59 @@ fn key(tenant_id: &str, connector_id: &str) -> Item {
             AttributeValue::S(connector_id.to_owned()),
         ),
     ])
+}
+
+fn claims_key(tenant_id: &str, bucket: &str) -> Item {
+    key(tenant_id, &format!("{CLAIMS_SORT_PREFIX}{bucket}"))
+}
+
+fn claims_from_item(item: &Item) -> Result<BucketClaims, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("bucket claims item: {what}"));
+    let version = match item.get("claims_version") {
+        Some(AttributeValue::N(n)) => n.parse().map_err(|_| corrupt("bad claims_version"))?,
+        _ => return Err(corrupt("no claims_version")),
+    };
+    let prefixes = match item.get("prefixes") {
+        Some(AttributeValue::M(map)) => map
+            .iter()
+            .map(|(id, prefix)| match prefix {
+                AttributeValue::S(p) => Ok((id.clone(), p.clone())),
+                _ => Err(corrupt("a prefix is not a string")),
+            })
+            .collect::<Result<BTreeMap<_, _>, _>>()?,
+        _ => return Err(corrupt("no prefixes")),
+    };
+    Ok(BucketClaims {
+        version: Some(version),
+        prefixes,
+    })
+}
+
+/// The conditional put of one bucket's claims inside a transaction.
+fn claims_put(table: &str, tenant_id: &str, claims: &ClaimsWrite) -> Result<TransactWriteItem, StoreError> {
+    let mut item = claims_key(tenant_id, &claims.bucket);
+    let next = claims.expected.map_or(1, |v| v + 1);
+    item.insert("claims_version".into(), version_value(next));
+    item.insert(
+        "prefixes".into(),
+        AttributeValue::M(
+            claims
+                .prefixes
+                .iter()
+                .map(|(id, prefix)| (id.clone(), AttributeValue::S(prefix.clone())))
+                .collect(),
+        ),
+    );
+    let put = Put::builder().table_name(table).set_item(Some(item));
+    let put = match claims.expected {
+        None => put.condition_expression("attribute_not_exists(connector_id)"),
+        Some(v) => put
+            .condition_expression("claims_version = :claims")
+            .expression_attribute_values(":claims", version_value(v)),
+    };
+    Ok(TransactWriteItem::builder()
+        .put(put.build().map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .build())
 }
 
 fn to_item(connector: &Connector) -> Result<Item, StoreError> {
@@ -133,8 +191,9 @@ impl ConnectorStore for DynamoConnectorStore {
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("tenant_id = :t")
+            .key_condition_expression("tenant_id = :t AND begins_with(connector_id, :con)")
             .expression_attribute_values(":t", AttributeValue::S(tenant_id.to_owned()))
+            .expression_attribute_values(":con", AttributeValue::S(CONNECTOR_SORT_PREFIX.into()))
             .consistent_read(true)
             .set_exclusive_start_key(after.map(|after| key(tenant_id, after)));
         let mut items = collect(query, Some(wanted)).await?;
@@ -189,45 +248,73 @@ impl ConnectorStore for DynamoConnectorStore {
             .collect()
     }
 
-    async fn create(&self, connector: &Connector) -> Result<(), StoreError> {
-        let result = self
+    async fn bucket_claims(&self, tenant_id: &str, bucket: &str) -> Result<BucketClaims, StoreError> {
+        let out = self
             .client
-            .put_item()
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(claims_key(tenant_id, bucket)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsCallError::from_sdk("dynamodb", "GetItem", &e))?;
+        match out.item {
+            Some(item) => claims_from_item(&item),
+            None => Ok(BucketClaims::default()),
+        }
+    }
+
+    async fn create(&self, connector: &Connector, claims: &ClaimsWrite) -> Result<(), StoreError> {
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(to_item(connector)?))
             .condition_expression("attribute_not_exists(connector_id)")
-            .send()
-            .await;
-        conditional(
-            result,
-            "PutItem",
-            |e| e.is_conditional_check_failed_exception(),
-            StoreError::AlreadyExists,
-        )
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            claims_put(&self.table, &connector.tenant_id, claims)?,
+        ];
+        self.transact(items).await
     }
 
     async fn replace(
         &self,
         connector: &Connector,
         expected_version: u64,
+        claims: &[ClaimsWrite],
     ) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .put_item()
+        if claims.is_empty() {
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(to_item(connector)?))
+                .condition_expression("version = :expected")
+                .expression_attribute_values(":expected", version_value(expected_version))
+                .send()
+                .await;
+            return conditional(
+                result,
+                "PutItem",
+                |e| e.is_conditional_check_failed_exception(),
+                StoreError::VersionConflict {
+                    expected: expected_version,
+                },
+            );
+        }
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(to_item(connector)?))
             .condition_expression("version = :expected")
             .expression_attribute_values(":expected", version_value(expected_version))
-            .send()
-            .await;
-        conditional(
-            result,
-            "PutItem",
-            |e| e.is_conditional_check_failed_exception(),
-            StoreError::VersionConflict {
-                expected: expected_version,
-            },
-        )
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        for c in claims {
+            items.push(claims_put(&self.table, &connector.tenant_id, c)?);
+        }
+        self.transact(items).await
     }
 
     async fn delete(
@@ -235,23 +322,57 @@ impl ConnectorStore for DynamoConnectorStore {
         tenant_id: &str,
         connector_id: &str,
         expected_version: u64,
+        claims: Option<&ClaimsWrite>,
     ) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .delete_item()
+        let Some(claims) = claims else {
+            let result = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key(tenant_id, connector_id)))
+                .condition_expression("version = :expected")
+                .expression_attribute_values(":expected", version_value(expected_version))
+                .send()
+                .await;
+            return conditional(
+                result,
+                "DeleteItem",
+                |e| e.is_conditional_check_failed_exception(),
+                StoreError::VersionConflict {
+                    expected: expected_version,
+                },
+            );
+        };
+        let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key(tenant_id, connector_id)))
             .condition_expression("version = :expected")
             .expression_attribute_values(":expected", version_value(expected_version))
+            .build()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.transact(vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            claims_put(&self.table, tenant_id, claims)?,
+        ])
+        .await
+    }
+}
+
+impl DynamoConnectorStore {
+    /// All or nothing; a failed condition (or a concurrent transaction on the same items) is
+    /// `Contended`, for the caller to re-read and retry.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
             .send()
             .await;
         conditional(
             result,
-            "DeleteItem",
-            |e| e.is_conditional_check_failed_exception(),
-            StoreError::VersionConflict {
-                expected: expected_version,
-            },
+            "TransactWriteItems",
+            |e| e.is_transaction_canceled_exception(),
+            StoreError::Contended,
         )
     }
 }

@@ -69,16 +69,16 @@ fn sessions_carry_the_connector_id_within_sts_limits() {
 #[test]
 fn session_policy_narrows_to_bucket_and_prefix() {
     let c = connector("exports");
-    let policy: serde_json::Value = serde_json::from_str(&session_policy(&c)).unwrap();
+    let policy: serde_json::Value = serde_json::from_str(&session_policy(&c, &none())).unwrap();
     let text = policy.to_string();
     assert!(text.contains("arn:aws:s3:::acme-data/exports/*"), "{text}");
     assert!(!text.contains("\"s3:*\""), "{text}");
     assert!(!text.contains("Sid"), "compact: {text}");
-    assert!(session_policy(&c).len() <= MAX_SESSION_POLICY_CHARS);
+    assert!(session_policy(&c, &none()).len() <= MAX_SESSION_POLICY_CHARS);
 
     // A prefix too long for STS's limit falls back to the bucket, never to everything.
     let long = connector(&"deep/".repeat(180));
-    let policy: serde_json::Value = serde_json::from_str(&session_policy(&long)).unwrap();
+    let policy: serde_json::Value = serde_json::from_str(&session_policy(&long, &none())).unwrap();
     assert_eq!(
         policy["Statement"][0]["Resource"],
         serde_json::json!(["arn:aws:s3:::acme-data", "arn:aws:s3:::acme-data/*"])
@@ -89,7 +89,33 @@ fn session_policy_narrows_to_bucket_and_prefix() {
         !policy.to_string().contains("s3:*"),
         "still only the connector's actions"
     );
-    assert!(session_policy(&long).len() <= MAX_SESSION_POLICY_CHARS);
+    assert!(session_policy(&long, &none()).len() <= MAX_SESSION_POLICY_CHARS);
+}
+
+fn none() -> OwnResources {
+    OwnResources::default()
+}
+
+#[test]
+fn session_policies_deny_every_bucket_of_our_account() {
+    let own = OwnResources::new(["lake".to_owned()], Some("999999999999".into()));
+    for c in [connector("exports"), connector(&"deep/".repeat(180))] {
+        let policy: serde_json::Value =
+            serde_json::from_str(&session_policy(&c, &own)).unwrap();
+        let statements = policy["Statement"].as_array().unwrap();
+        let deny = statements.last().unwrap();
+        assert_eq!(deny["Effect"], "Deny", "{policy}");
+        assert_eq!(deny["Action"], "s3:*");
+        assert_eq!(
+            deny["Condition"]["StringEquals"]["s3:ResourceAccount"],
+            "999999999999"
+        );
+        assert!(session_policy(&c, &own).len() <= MAX_SESSION_POLICY_CHARS);
+        assert!(!session_policy(&c, &own).contains(' '), "no spaces: STS signing");
+    }
+    let without: serde_json::Value =
+        serde_json::from_str(&session_policy(&connector("exports"), &none())).unwrap();
+    assert!(!without.to_string().contains("Deny"));
 }
 
 fn denied() -> CredentialError {
@@ -166,7 +192,7 @@ async fn tokens_are_per_connector_from_a_file_or_a_command() {
 #[test]
 fn session_policies_stay_ascii_with_unicode_prefixes() {
     let c = connector("données/日本");
-    let policy = session_policy(&c);
+    let policy = session_policy(&c, &none());
     assert!(policy.is_ascii(), "{policy}");
     assert!(
         policy.contains("arn:aws:s3:::acme-data/donn?es/??/*"),

@@ -5,6 +5,7 @@ pub mod connector;
 pub mod field;
 pub mod key_template;
 pub mod notification;
+pub mod platform;
 pub mod rules;
 pub mod schedule;
 pub mod setup;

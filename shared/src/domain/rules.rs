@@ -319,8 +319,19 @@ pub fn normalize_prefix(prefix: &str) -> Result<String, String> {
     if prefix.starts_with('/') {
         return Err("must not start with \"/\", e.g. \"exports/daily/\"".into());
     }
-    if prefix.chars().any(|c| c <= '\u{1f}' || c == '\u{7f}') {
-        return Err("must not contain control characters (tabs, line breaks)".into());
+    if prefix.chars().any(char::is_control) {
+        return Err("must not contain control characters (tabs, line breaks, U+0080–U+009F)".into());
+    }
+    if let Some(c) = prefix.chars().find(|c| is_invisible(*c)) {
+        return Err(format!(
+            "must not contain invisible or direction-changing characters (found U+{:04X}): the key would not read as it looks",
+            u32::from(c)
+        ));
+    }
+    if let Some(c) = prefix.chars().find(|c| POLICY_SPECIAL.contains(c)) {
+        return Err(format!(
+            "must not contain {c:?}: IAM policies read \"*\" and \"?\" as wildcards and \"$\" as a variable, so the policy would grant more than this folder"
+        ));
     }
     if prefix.contains('\\') {
         return Err("separate folders with \"/\", not \"\\\"".into());
@@ -341,7 +352,31 @@ pub fn normalize_prefix(prefix: &str) -> Result<String, String> {
     Ok(normalized)
 }
 
+/// Characters IAM reads in a resource or `s3:prefix` value: wildcards `*` `?`, variables `${…}`.
+/// A prefix holding one would grant more than its folder, so none is accepted.
+const POLICY_SPECIAL: &[char] = &['*', '?', '$'];
+
+/// Characters that render as nothing or reorder the text around them (bidi controls, zero-width
+/// characters, the byte order mark, line and paragraph separators): a name or key holding one
+/// does not read as what it is.
+pub fn is_invisible(c: char) -> bool {
+    is_bidi_control(c)
+        || matches!(
+            c,
+            '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{2028}' | '\u{2029}' | '\u{00AD}'
+        )
+}
+
+/// Unicode's explicit direction marks, embeddings, overrides and isolates.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
 /// Whether two normalized prefixes share objects; the bucket root (`""`) overlaps everything.
+/// Literal comparison is exact because no prefix holds a policy wildcard (`normalize_prefix`).
 pub fn prefixes_overlap(a: &str, b: &str) -> bool {
     a.starts_with(b) || b.starts_with(a)
 }
@@ -761,6 +796,22 @@ mod tests {
             ("a\nb", Err("control characters")),
             ("a\u{7f}b", Err("control characters")),
             ("a\u{0}b", Err("control characters")),
+            ("a\u{85}b", Err("control characters")),
+            ("a\u{9f}b", Err("control characters")),
+            ("*", Err("must not contain '*'")),
+            ("a*", Err("wildcards")),
+            ("?bc", Err("must not contain '?'")),
+            ("${aws:userid}", Err("must not contain '$'")),
+            ("exports/$1/", Err("as a variable")),
+            ("a\u{202E}b", Err("U+202E")),
+            ("a\u{2066}b", Err("direction-changing")),
+            ("a\u{200B}b", Err("U+200B")),
+            ("a\u{200D}b", Err("invisible")),
+            ("a\u{FEFF}b", Err("U+FEFF")),
+            ("a\u{2028}b", Err("U+2028")),
+            ("a\u{AD}b", Err("U+00AD")),
+            ("a{b}/[c]", Ok("a{b}/[c]/".into())),
+            ("emoji 📦/", Ok("emoji 📦/".into())),
         ];
         for (input, expected) in cases {
             match (normalize_prefix(input), expected) {

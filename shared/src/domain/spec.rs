@@ -370,6 +370,12 @@ fn check_name(name: &str) -> Result<(), String> {
     if trimmed.chars().any(char::is_control) {
         return Err("must not contain control characters".into());
     }
+    if let Some(c) = trimmed.chars().find(|c| rules::is_bidi_control(*c)) {
+        return Err(format!(
+            "must not contain direction-changing characters (found U+{:04X}): the name would not read as it is",
+            u32::from(c)
+        ));
+    }
     Ok(())
 }
 

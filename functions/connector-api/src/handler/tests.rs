@@ -32,6 +32,7 @@ fn app() -> App<DynamoConnectorStore, SecretsManagerStore> {
         SecretsManagerStore::new(shared::aws::secrets_client(&sdk)),
         "arn:aws:iam::123456789012:role/connector-access".into(),
         shared::credentials::TokenSource::None,
+        shared::domain::platform::OwnResources::default(),
     );
     let validator = Validator::new(
         std::sync::Arc::new(broker),
@@ -47,6 +48,7 @@ fn app() -> App<DynamoConnectorStore, SecretsManagerStore> {
             web_identity_audience: "sts.amazonaws.com".into(),
             ingest_queue_arn: "arn:aws:sqs:us-east-1:123456789012:ingest".into(),
         },
+        shared::domain::platform::OwnResources::default(),
     );
     App::new(service, validator, "tenant_id".into())
 }

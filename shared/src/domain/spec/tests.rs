@@ -93,6 +93,12 @@ fn each_violation_names_its_field() {
             &["colour", "auth.extra"],
         ),
         (export_body(), json!({"name": "  "}), &["name"]),
+        (export_body(), json!({"name": "pay\u{202E}fdp.exe"}), &["name"]),
+        (export_body(), json!({"name": "a\u{2067}b"}), &["name"]),
+        (export_body(), json!({"name": "next\u{85}line"}), &["name"]),
+        (export_body(), json!({"prefix": "a*"}), &["prefix"]),
+        (export_body(), json!({"prefix": "${aws:userid}"}), &["prefix"]),
+        (export_body(), json!({"prefix": "a\u{200B}b"}), &["prefix"]),
         (
             export_body(),
             json!({"bucket": "s3://acme-exports/x"}),
@@ -222,6 +228,11 @@ fn each_violation_names_its_field() {
             ingest_body(),
             json!({"ingest": {"table": "orders", "failed_dir": ""}}),
             &["ingest.failed_dir"],
+        ),
+        (
+            ingest_body(),
+            json!({"ingest": {"table": "orders", "success_dir": "done/*/", "failed_dir": "bad?/"}}),
+            &["ingest.success_dir", "ingest.failed_dir"],
         ),
         (
             ingest_body(),
