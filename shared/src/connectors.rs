@@ -77,7 +77,8 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
         self.refuse_own_resources(&spec)?;
         // Fails fast before a secret is written; the binding check is the claim below.
         let claims = self.claims(tenant_id, &spec.bucket).await?;
-        self.ensure_no_overlap(tenant_id, None, &spec, claims).await?;
+        self.ensure_no_overlap(tenant_id, None, &spec, claims)
+            .await?;
 
         let now = Utc::now();
         let connector_id = format!("con_{}", uuid::Uuid::now_v7().simple());

@@ -228,7 +228,10 @@ impl CredentialBroker {
     }
 
     /// Fails an access key of the platform's own account (found with GetCallerIdentity).
-    pub async fn check_key_account(&self, credentials: &Credentials) -> Result<(), CredentialError> {
+    pub async fn check_key_account(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<(), CredentialError> {
         let caller = self.caller_arn(credentials).await?;
         match arn_account(&caller).and_then(|account| self.own.credentials_refusal(account)) {
             Some(refusal) => Err(CredentialError::OwnAccount(refusal)),

@@ -195,7 +195,9 @@ impl Validator {
 
 /// The stored settings still pass today's rules, and name none of the platform's own resources.
 fn config_check(c: &Connector, own: &OwnResources) -> CheckResult {
-    let mut fields = spec::parse_patch(c, serde_json::json!({})).err().unwrap_or_default();
+    let mut fields = spec::parse_patch(c, serde_json::json!({}))
+        .err()
+        .unwrap_or_default();
     fields.extend(own.refusals(&c.bucket, c.auth.role_arn()));
     if fields.is_empty() {
         return CheckResult::pass("config", "the connector's settings are valid");

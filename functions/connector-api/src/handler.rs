@@ -78,12 +78,21 @@ impl ApiError {
         self
     }
 
+    /// The event API Gateway sent could not be read as an HTTP request.
+    pub fn unreadable_request() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request could not be read: a header, the path or the query holds characters HTTP does not allow (e.g. a NUL or control character)",
+        )
+    }
+
     #[cfg(test)]
     pub fn status(&self) -> StatusCode {
         self.status
     }
 
-    fn into_response(self) -> Response<Body> {
+    pub fn into_response(self) -> Response<Body> {
         let mut error = json!({"code": self.code, "message": self.message});
         if !self.fields.is_empty() {
             error["fields"] = json!(self.fields);
@@ -122,6 +131,11 @@ impl From<ServiceError> for ApiError {
                 );
                 e.with_details("current_version", json!(current))
             }
+            ServiceError::Busy | ServiceError::Store(StoreError::Contended) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "other changes to this bucket's connectors are in progress; retry in a few seconds",
+            ),
             ServiceError::Store(StoreError::Aws(aws))
             | ServiceError::Secret(SecretError::Aws(aws))
                 if aws.retryable =>
@@ -350,17 +364,18 @@ pub fn json_body(request: &Request) -> Result<Value, ApiError> {
             "is required: send a JSON object",
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    crate::strict_json::from_slice(bytes).map_err(|e| {
         ApiError::field(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             "body",
-            &format!("must be JSON: {e}"),
+            &format!("must be JSON with each key once per object: {e}"),
         )
     })
 }
 
-/// `If-Match` as a version: `3`, `"3"` or `W/"3"`.
+/// `If-Match` as a version: exactly `3`, `"3"` or `W/"3"` (the ETag we sent, strong or weak).
+/// Anything else (`*`, a half-quoted value, a sign, leading zeros) is a 400.
 pub fn if_match(request: &Request) -> Result<Option<u64>, ApiError> {
     let Some(value) = request.headers().get(header::IF_MATCH) else {
         return Ok(None);
@@ -368,17 +383,27 @@ pub fn if_match(request: &Request) -> Result<Option<u64>, ApiError> {
     value
         .to_str()
         .ok()
-        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
-        .and_then(|v| v.parse::<u64>().ok())
+        .and_then(|v| parse_version_tag(v.trim()))
         .map(Some)
         .ok_or_else(|| {
             ApiError::field(
                 StatusCode::BAD_REQUEST,
                 "invalid_header",
                 "If-Match",
-                "must be the connector's version, e.g. \"3\" (its ETag)",
+                "must be the connector's version as its ETag, e.g. \"3\" (also 3 or W/\"3\")",
             )
         })
+}
+
+fn parse_version_tag(tag: &str) -> Option<u64> {
+    let digits = tag
+        .strip_prefix("W/\"")
+        .or_else(|| tag.strip_prefix('"'))
+        .map_or(Some(tag), |rest| rest.strip_suffix('"'))?;
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    canonical.then(|| digits.parse().ok()).flatten()
 }
 
 /// `limit` (1–100) and `next_token` (opaque, from the previous page).

@@ -1,6 +1,7 @@
 //! Connector setup API behind API Gateway (HTTP API, JWT authorizer).
 
-use lambda_http::{Error, Request, run, service_fn};
+use lambda_http::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
 use shared::adapters::dynamodb::DynamoConnectorStore;
 use shared::adapters::secrets_manager::SecretsManagerStore;
 use shared::config::Settings;
@@ -10,10 +11,12 @@ use shared::validation::Validator;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod edge;
 mod handler;
 #[cfg(test)]
 mod openapi_tests;
 mod routes;
+mod strict_json;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -46,5 +49,8 @@ async fn main() -> Result<(), Error> {
     );
     let app = handler::App::new(service, validator, settings.tenant_claim.clone());
     let app = &app;
-    run(service_fn(move |request: Request| app.handle(request))).await
+    lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        edge::invoke(app, event)
+    }))
+    .await
 }

@@ -78,7 +78,11 @@ fn claims_from_item(item: &Item) -> Result<BucketClaims, StoreError> {
 }
 
 /// The conditional put of one bucket's claims inside a transaction.
-fn claims_put(table: &str, tenant_id: &str, claims: &ClaimsWrite) -> Result<TransactWriteItem, StoreError> {
+fn claims_put(
+    table: &str,
+    tenant_id: &str,
+    claims: &ClaimsWrite,
+) -> Result<TransactWriteItem, StoreError> {
     let mut item = claims_key(tenant_id, &claims.bucket);
     let next = claims.expected.map_or(1, |v| v + 1);
     item.insert("claims_version".into(), version_value(next));
@@ -100,7 +104,10 @@ fn claims_put(table: &str, tenant_id: &str, claims: &ClaimsWrite) -> Result<Tran
             .expression_attribute_values(":claims", version_value(v)),
     };
     Ok(TransactWriteItem::builder()
-        .put(put.build().map_err(|e| StoreError::Corrupt(e.to_string()))?)
+        .put(
+            put.build()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        )
         .build())
 }
 
@@ -248,7 +255,11 @@ impl ConnectorStore for DynamoConnectorStore {
             .collect()
     }
 
-    async fn bucket_claims(&self, tenant_id: &str, bucket: &str) -> Result<BucketClaims, StoreError> {
+    async fn bucket_claims(
+        &self,
+        tenant_id: &str,
+        bucket: &str,
+    ) -> Result<BucketClaims, StoreError> {
         let out = self
             .client
             .get_item()

@@ -100,8 +100,7 @@ fn none() -> OwnResources {
 fn session_policies_deny_every_bucket_of_our_account() {
     let own = OwnResources::new(["lake".to_owned()], Some("999999999999".into()));
     for c in [connector("exports"), connector(&"deep/".repeat(180))] {
-        let policy: serde_json::Value =
-            serde_json::from_str(&session_policy(&c, &own)).unwrap();
+        let policy: serde_json::Value = serde_json::from_str(&session_policy(&c, &own)).unwrap();
         let statements = policy["Statement"].as_array().unwrap();
         let deny = statements.last().unwrap();
         assert_eq!(deny["Effect"], "Deny", "{policy}");
@@ -111,7 +110,10 @@ fn session_policies_deny_every_bucket_of_our_account() {
             "999999999999"
         );
         assert!(session_policy(&c, &own).len() <= MAX_SESSION_POLICY_CHARS);
-        assert!(!session_policy(&c, &own).contains(' '), "no spaces: STS signing");
+        assert!(
+            !session_policy(&c, &own).contains(' '),
+            "no spaces: STS signing"
+        );
     }
     let without: serde_json::Value =
         serde_json::from_str(&session_policy(&connector("exports"), &none())).unwrap();

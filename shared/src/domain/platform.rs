@@ -104,10 +104,22 @@ mod tests {
         // (bucket, role ARN, fields refused)
         let cases: &[(&str, Option<&str>, &[&str])] = &[
             ("acme-exports", None, &[]),
-            ("acme-exports", Some("arn:aws:iam::111111111111:role/r"), &[]),
+            (
+                "acme-exports",
+                Some("arn:aws:iam::111111111111:role/r"),
+                &[],
+            ),
             ("platform-lake", None, &["bucket"]),
-            ("platform-lake", Some("arn:aws:iam::111111111111:role/r"), &["bucket"]),
-            ("acme-exports", Some("arn:aws:iam::999999999999:role/r"), &["auth.role_arn"]),
+            (
+                "platform-lake",
+                Some("arn:aws:iam::111111111111:role/r"),
+                &["bucket"],
+            ),
+            (
+                "acme-exports",
+                Some("arn:aws:iam::999999999999:role/r"),
+                &["auth.role_arn"],
+            ),
             (
                 "platform-lake",
                 Some("arn:aws:iam::999999999999:role/path/r"),
@@ -135,7 +147,10 @@ mod tests {
     fn an_unknown_account_refuses_by_name_only() {
         let own = OwnResources::new(["lake".to_owned()], Some(" ".into()));
         assert_eq!(own.account_id(), None);
-        assert!(own.refusals("x", Some("arn:aws:iam::999999999999:role/r")).is_empty());
+        assert!(
+            own.refusals("x", Some("arn:aws:iam::999999999999:role/r"))
+                .is_empty()
+        );
         assert_eq!(own.refusals("lake", None).len(), 1);
         assert!(own.deny_statement().is_none());
         assert!(own.credentials_refusal("999999999999").is_none());

@@ -320,7 +320,9 @@ pub fn normalize_prefix(prefix: &str) -> Result<String, String> {
         return Err("must not start with \"/\", e.g. \"exports/daily/\"".into());
     }
     if prefix.chars().any(char::is_control) {
-        return Err("must not contain control characters (tabs, line breaks, U+0080–U+009F)".into());
+        return Err(
+            "must not contain control characters (tabs, line breaks, U+0080–U+009F)".into(),
+        );
     }
     if let Some(c) = prefix.chars().find(|c| is_invisible(*c)) {
         return Err(format!(

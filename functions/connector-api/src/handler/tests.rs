@@ -192,24 +192,63 @@ fn base64_bodies_decode_to_the_same_json() {
 }
 
 #[test]
-fn if_match_accepts_etag_forms() {
-    let cases: &[(&str, Option<u64>)] =
-        &[("\"1\"", Some(1)), ("7", Some(7)), ("W/\"12\"", Some(12))];
+fn if_match_accepts_exactly_the_etag_forms() {
+    let cases: &[(&str, Option<u64>)] = &[
+        ("\"1\"", Some(1)),
+        ("7", Some(7)),
+        ("W/\"12\"", Some(12)),
+        (" \"3\" ", Some(3)),
+        ("\"0\"", Some(0)),
+        ("*", None),
+        ("\"1", None),
+        ("1\"", None),
+        ("W/1", None),
+        ("W/\"1", None),
+        ("+3", None),
+        ("-3", None),
+        ("03", None),
+        ("\"03\"", None),
+        ("\"\"", None),
+        ("", None),
+        ("1 2", None),
+        ("\"1\", \"2\"", None),
+        ("99999999999999999999999", None),
+    ];
     let raw: Value = serde_json::from_str(&event_text("delete-connector")).unwrap();
     for (header_value, expected) in cases {
         let mut raw = raw.clone();
         raw["headers"]["if-match"] = json!(header_value);
         let request = lambda_http::request::from_str(&raw.to_string()).unwrap();
-        assert_eq!(if_match(&request).unwrap(), *expected, "{header_value}");
+        match expected {
+            Some(version) => assert_eq!(
+                if_match(&request).unwrap(),
+                Some(*version),
+                "{header_value}"
+            ),
+            None => assert_eq!(
+                if_match(&request).unwrap_err().status(),
+                StatusCode::BAD_REQUEST,
+                "{header_value}"
+            ),
+        }
     }
-    let mut bad = raw.clone();
-    bad["headers"]["if-match"] = json!("*");
-    let request = lambda_http::request::from_str(&bad.to_string()).unwrap();
-    assert_eq!(
-        if_match(&request).unwrap_err().status(),
-        StatusCode::BAD_REQUEST
-    );
     assert_eq!(if_match(&event("update-without-if-match")).unwrap(), None);
+}
+
+#[tokio::test]
+async fn repeated_body_keys_are_a_400_naming_the_key() {
+    let mut raw: Value = serde_json::from_str(&event_text("create-export-role")).unwrap();
+    let body = raw["body"]
+        .as_str()
+        .unwrap()
+        .replacen('{', "{\"name\": \"first\",", 1);
+    raw["body"] = json!(body);
+    let request = lambda_http::request::from_str(&raw.to_string()).unwrap();
+    let (status, body) = respond(request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_json");
+    let rule = body["error"]["fields"][0]["rule"].as_str().unwrap();
+    assert!(rule.contains("\"name\" appears twice"), "{rule}");
 }
 
 #[test]
@@ -244,4 +283,39 @@ fn every_sample_event_is_a_valid_request() {
         count += 1;
     }
     assert!(count >= 10, "sample events found: {count}");
+}
+
+/// An event the runtime's request parser refuses is still answered in the API's shape.
+#[tokio::test]
+async fn unreadable_events_are_a_400_not_an_invocation_error() {
+    let app = app();
+    let invoke = |payload: Value| {
+        let event = lambda_http::LambdaEvent::new(payload, lambda_http::Context::default());
+        crate::edge::invoke(&app, event)
+    };
+    let good: Value = serde_json::from_str(&event_text("unknown-route")).unwrap();
+    let out = invoke(good.clone()).await.unwrap();
+    assert_eq!(out["statusCode"], 404, "{out}");
+    assert_eq!(out["headers"]["content-type"], "application/json");
+    let body: Value = serde_json::from_str(out["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+
+    for bad in ["a\u{0}b", "line\nbreak", "bell\u{7}"] {
+        let mut event = good.clone();
+        event["headers"]["x-probe"] = json!(bad);
+        let out = invoke(event).await.expect("never an invocation error");
+        assert_eq!(out["statusCode"], 400, "{bad:?}: {out}");
+        let body: Value = serde_json::from_str(out["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], "invalid_request", "{bad:?}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("header")
+        );
+    }
+    let out = invoke(json!({"not": "an API Gateway event"}))
+        .await
+        .unwrap();
+    assert_eq!(out["statusCode"], 400, "{out}");
 }

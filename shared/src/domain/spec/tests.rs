@@ -93,11 +93,19 @@ fn each_violation_names_its_field() {
             &["colour", "auth.extra"],
         ),
         (export_body(), json!({"name": "  "}), &["name"]),
-        (export_body(), json!({"name": "pay\u{202E}fdp.exe"}), &["name"]),
+        (
+            export_body(),
+            json!({"name": "pay\u{202E}fdp.exe"}),
+            &["name"],
+        ),
         (export_body(), json!({"name": "a\u{2067}b"}), &["name"]),
         (export_body(), json!({"name": "next\u{85}line"}), &["name"]),
         (export_body(), json!({"prefix": "a*"}), &["prefix"]),
-        (export_body(), json!({"prefix": "${aws:userid}"}), &["prefix"]),
+        (
+            export_body(),
+            json!({"prefix": "${aws:userid}"}),
+            &["prefix"],
+        ),
         (export_body(), json!({"prefix": "a\u{200B}b"}), &["prefix"]),
         (
             export_body(),

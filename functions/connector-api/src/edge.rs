@@ -1,0 +1,63 @@
+//! The Lambda edge of the API: the raw event in, an API Gateway (payload v2) response out. The
+//! event is parsed here rather than by the runtime, so an event it cannot turn into a request
+//! (a NUL or control character in a header value, say) is a 400 in the API's error shape
+//! instead of an invocation error that API Gateway would show as a 500.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use lambda_http::request::LambdaRequest;
+use lambda_http::{Body, LambdaEvent, Request, RequestExt, Response};
+use serde_json::{Map, Value, json};
+use shared::ports::{ConnectorStore, SecretStore};
+
+use crate::handler::{ApiError, App};
+
+pub async fn invoke<S: ConnectorStore, K: SecretStore>(
+    app: &App<S, K>,
+    event: LambdaEvent<Value>,
+) -> Result<Value, lambda_http::Error> {
+    let LambdaEvent { payload, context } = event;
+    let response = match serde_json::from_value::<LambdaRequest>(payload) {
+        Ok(lambda_request) => {
+            let request = Request::from(lambda_request).with_lambda_context(context);
+            Box::pin(app.handle(request)).await?
+        }
+        Err(e) => {
+            // What was wrong, never the event itself: it may hold a bearer token.
+            tracing::warn!(error = %e, "request event could not be read");
+            ApiError::unreadable_request().into_response()
+        }
+    };
+    Ok(gateway_response(response))
+}
+
+/// The payload-v2 response API Gateway expects.
+pub fn gateway_response(response: Response<Body>) -> Value {
+    let (parts, body) = response.into_parts();
+    let mut headers = Map::new();
+    for name in parts.headers.keys() {
+        let values: Vec<&str> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        headers.insert(name.as_str().to_owned(), json!(values.join(", ")));
+    }
+    let (body, is_base64_encoded) = match body {
+        Body::Empty => (None, false),
+        Body::Text(text) => (Some(text), false),
+        Body::Binary(bytes) => (Some(STANDARD.encode(bytes)), true),
+        _ => (None, false),
+    };
+    let mut out = json!({
+        "statusCode": parts.status.as_u16(),
+        "headers": headers,
+        "isBase64Encoded": is_base64_encoded,
+        "cookies": [],
+    });
+    if let Some(body) = body {
+        out["body"] = json!(body);
+    }
+    out
+}
