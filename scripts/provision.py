@@ -42,6 +42,8 @@ REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
 PARTITION = "aws"
 ADMIN_USER = "local-admin"
+# The platform's account as the functions see it locally (see where it is set).
+LOCAL_PLATFORM_ACCOUNT_ID = "999999999999"
 ADMIN_POLICY_NAME = "allow-all"
 ADMIN_ARN = f"arn:{PARTITION}:iam::{ACCOUNT_ID}:user/{ADMIN_USER}"
 # A second account that stands for a customer's AWS account (their roles and buckets).
@@ -919,6 +921,11 @@ def main() -> int:
     if "CONNECTOR_PRINCIPAL_ARN" in values:
         values["CONNECTOR_ACCESS_ROLE_ARN"] = values["CONNECTOR_PRINCIPAL_ARN"]
     values["CONNECTOR_PRINCIPAL_ARN"] = ADMIN_ARN
+    # moto keeps every resource in one account, so locally the customers' roles, users and
+    # buckets share the platform's account. The platform's account is therefore given as one
+    # that holds nothing here; the lake is still refused by name (docs/local-stack.md).
+    if "PLATFORM_ACCOUNT_ID" in values:
+        values["PLATFORM_ACCOUNT_ID"] = LOCAL_PLATFORM_ACCOUNT_ID
     write_env_file(args.env_file, values)
     log(f"wrote {args.env_file} ({len(values)} variables)")
 

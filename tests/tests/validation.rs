@@ -257,33 +257,105 @@ async fn a_bucket_in_another_region_names_the_right_region() {
     assert_eq!(report["bucket_region"], "eu-west-1");
 }
 
+/// The probe's reproduction: a role that trusts our principal without the ExternalId condition
+/// and may do anything in a bucket holding `private/payroll.csv`. Any tenant can name it; the
+/// validation must not touch the bucket (the role cannot even delete, so a test object written
+/// anyway would stay behind), and a run gets no session.
 #[tokio::test]
-async fn a_trust_policy_without_external_id_is_a_confused_deputy() {
+async fn a_role_ignoring_the_external_id_is_never_used_on_the_bucket() {
+    use shared::adapters::dynamodb::DynamoConnectorStore;
+    use shared::adapters::secrets_manager::SecretsManagerStore;
+    use shared::credentials::{CredentialBroker, CredentialError, SessionPurpose, TokenSource};
+    use shared::ports::ConnectorStore;
+
     let stack = Stack::connect().await;
-    let (s, role) = role_connector(&stack, "deputy", "us-east-1").await;
-    let mut trust = s.setup["trust_policy"].clone();
+    let (customer, bucket, api) = bucket_and_tenant(&stack, "deputy", "us-east-1").await;
+    customer
+        .s3
+        .put_object()
+        .bucket(&bucket)
+        .key("private/payroll.csv")
+        .body(b"name,salary\n".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let role = format!("victim-{}", &bucket[bucket.len() - 8..]);
+    let role_arn = format!("arn:aws:iam::{}:role/{role}", customer.account_id);
+    let created = api
+        .post(
+            "/connectors",
+            &json!({
+                "name": "not mine", "direction": "ingest", "bucket": bucket, "region": "us-east-1",
+                "prefix": "private/", "auth": {"mode": "role", "role_arn": role_arn},
+                "ingest": {"table": "payroll"},
+            }),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.raw_body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let setup = api.get(&format!("/connectors/{id}/setup")).await.body;
+    let mut trust = setup["trust_policy"].clone();
     trust["Statement"][0]
         .as_object_mut()
         .unwrap()
         .remove("Condition");
-    stack
-        .customer()
-        .create_role(&role, &trust, &s.setup["permission_policy"])
+    let everything_but_delete = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:*", "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")]},
+        {"Effect": "Deny", "Action": "s3:DeleteObject", "Resource": format!("arn:aws:s3:::{bucket}/*")},
+    ]});
+    customer
+        .create_role(&role, &trust, &everything_but_delete)
         .await;
+    let s = Setup {
+        api,
+        id: id.clone(),
+        body: created.body,
+        setup,
+    };
+
     let report = validate(&s).await;
     assert_eq!(report["status"], "failed", "{report:#}");
-    let c = check(&report, "external_id_enforced");
-    assert_eq!(c["status"], "fail");
+    let probe = check(&report, "external_id_enforced");
+    assert_eq!(probe["status"], "fail");
     assert!(
-        c["remediation"]
+        probe["remediation"]
             .as_str()
             .unwrap()
             .contains(s.body["external_id"].as_str().unwrap())
     );
+    let after: Vec<(String, String)> = statuses(&report).into_iter().skip(3).collect();
+    assert_eq!(after.len(), 11);
+    for (id, status) in &after {
+        assert_eq!(status, "skip", "{id} must not run: {report:#}");
+        assert!(
+            check(&report, id)["message"]
+                .as_str()
+                .unwrap()
+                .contains("external_id_enforced"),
+            "{id} says why"
+        );
+    }
+    assert!(!report.to_string().contains("payroll"), "nothing was read");
     assert_eq!(
-        check(&report, "write")["status"],
-        "pass",
-        "the other checks still run"
+        customer.keys_under(&bucket, "").await,
+        vec!["private/payroll.csv".to_owned()],
+        "nothing was written"
+    );
+
+    // A run asks for a session the same way and is refused before any S3 call.
+    let store = DynamoConnectorStore::new(stack.dynamodb(), stack.env.get("CONNECTORS_TABLE"));
+    let connector = store.get(s.api.tenant(), &id).await.unwrap().unwrap();
+    let broker = CredentialBroker::new(
+        &stack.sdk,
+        SecretsManagerStore::new(stack.secrets()),
+        stack.env.get("CONNECTOR_PRINCIPAL_ARN").to_owned(),
+        TokenSource::None,
+        shared::domain::platform::OwnResources::default(),
+    );
+    let run = broker.obtain(&connector, SessionPurpose::Run).await;
+    assert!(
+        matches!(run, Err(CredentialError::ExternalIdNotEnforced { .. })),
+        "{run:?}"
     );
 }
 
