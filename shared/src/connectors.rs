@@ -72,6 +72,10 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
         &self.store
     }
 
+    pub fn secrets(&self) -> &K {
+        &self.secrets
+    }
+
     pub async fn create(&self, tenant_id: &str, body: Value) -> Result<Connector, ServiceError> {
         let spec = spec::parse_create(body).map_err(ServiceError::Invalid)?;
         self.refuse_own_resources(&spec)?;
@@ -557,6 +561,9 @@ fn direction_word(direction: Direction) -> &'static str {
         Direction::Ingest => "ingest",
     }
 }
+
+#[cfg(test)]
+mod service_tests;
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,7 @@ pub mod connectors;
 pub mod credentials;
 pub mod domain;
 pub mod error;
+pub mod fakes;
 pub mod ports;
 pub mod telemetry;
 pub mod validation;
