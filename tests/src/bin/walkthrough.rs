@@ -292,6 +292,70 @@ async fn main() {
         );
     }
 
+    walk.step("Globex names a role of Acme's that forgot the external ID condition");
+    // Acme's second role trusts our principal without sts:ExternalId and may do anything in a
+    // bucket holding payroll. Whoever learns its ARN could try to use us as a deputy.
+    let payroll_bucket = unique_bucket("acme-payroll");
+    customer.create_bucket(&payroll_bucket, "us-east-1").await;
+    customer
+        .s3
+        .put_object()
+        .bucket(&payroll_bucket)
+        .key("private/payroll.csv")
+        .body(b"name,salary\n".to_vec().into())
+        .send()
+        .await
+        .expect("payroll file");
+    let loose_role = format!("acme-loose-{suffix}");
+    let mut loose_trust = setup.body["trust_policy"].clone();
+    loose_trust["Statement"][0]
+        .as_object_mut()
+        .expect("statement")
+        .remove("Condition");
+    customer
+        .create_role(
+            &loose_role,
+            &loose_trust,
+            &json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*",
+                "Resource": [format!("arn:aws:s3:::{payroll_bucket}"), format!("arn:aws:s3:::{payroll_bucket}/*")]}]}),
+        )
+        .await;
+    let globex = stack.api(&unique_tenant("globex"));
+    let deputy = create(
+        &globex,
+        &json!({"name": "not ours", "direction": "ingest", "bucket": payroll_bucket, "region": "us-east-1",
+                "prefix": "private/", "ingest": {"table": "payroll"},
+                "auth": {"mode": "role", "role_arn": format!("arn:aws:iam::{}:role/{loose_role}", customer.account_id)}}),
+        "anyone may name a role",
+    )
+    .await;
+    let report = validate(&globex, deputy["id"].as_str().unwrap()).await;
+    require(
+        report["status"] == "failed"
+            && report["checks"].as_array().unwrap()[3..]
+                .iter()
+                .all(|c| c["status"] == "skip"),
+        "nothing touches the bucket once the role accepts a wrong external ID",
+    );
+    println!(
+        "   the payroll file was never listed or read; the fix names the condition Acme must add"
+    );
+
+    walk.step("Nobody can point a connector at the platform's own lake");
+    let lake = stack.env.get("LAKE_BUCKET");
+    let refused = globex
+        .post(
+            "/connectors",
+            &json!({"name": "lake", "direction": "ingest", "bucket": lake, "region": "us-east-1",
+                    "ingest": {"table": "t"}, "auth": {"mode": "bucket_policy"}}),
+        )
+        .await;
+    expect(&refused, 400, "refused");
+    println!(
+        "   - bucket: {}",
+        refused.body["error"]["fields"][0]["rule"]
+    );
+
     walk.step("Another tenant cannot see Acme's connectors");
     let other = stack.api(&unique_tenant("globex"));
     let peek = other.get(&path).await;
