@@ -137,7 +137,7 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
                 .insert(connector.connector_id.clone(), spec.prefix.clone());
             let write = claims_write(&spec.bucket, claims);
             match self.store.create(connector, &write).await {
-                Err(StoreError::Contended) => continue,
+                Err(StoreError::Contended) => contention_pause().await,
                 other => return Ok(other?),
             }
         }
@@ -271,6 +271,7 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
                             current: now.version,
                         });
                     }
+                    contention_pause().await;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -312,12 +313,15 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
                     return Ok(());
                 }
                 // Re-read: a concurrent edit (→ 412 above) or a concurrent claim change (retry).
-                Err(StoreError::Contended) => continue,
+                Err(StoreError::Contended) => {}
+                // Without If-Match the caller asked for whatever version is current.
+                Err(StoreError::VersionConflict { .. }) if expected_version.is_none() => {}
                 Err(StoreError::VersionConflict { .. }) => {
                     return Err(self.mismatch(tenant_id, connector_id).await);
                 }
                 Err(e) => return Err(e.into()),
             }
+            contention_pause().await;
         }
         Err(ServiceError::Busy)
     }
@@ -433,6 +437,10 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
                         ),
                     });
                 }
+                // Still on this bucket under a prefix that does not clash: keep its true claim.
+                Some(other) if other.bucket == spec.bucket => {
+                    claims.prefixes.insert(other_id, other.prefix);
+                }
                 _ => {
                     claims.prefixes.remove(&other_id);
                 }
@@ -515,6 +523,13 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
             tracing::error!(secret_arn = arn, error = %e, "could not delete an unused secret; delete it by hand");
         }
     }
+}
+
+/// A short random pause before re-reading claims that a concurrent write changed, so writers
+/// that collided do not collide again in lockstep.
+async fn contention_pause() {
+    let millis = rand::random_range(10..60);
+    tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
 }
 
 fn claims_write(bucket: &str, claims: BucketClaims) -> ClaimsWrite {

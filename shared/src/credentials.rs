@@ -222,7 +222,9 @@ impl CredentialBroker {
             .await
         {
             Ok(_) => Ok(true),
-            Err(e) if e.is_access_denied() => Ok(false),
+            // Only the customer role's refusal counts: a denial of our own principal hop
+            // proves nothing about the role.
+            Err(e) if e.is_access_denied() && e.operation != PLATFORM_ASSUME_ROLE => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -427,16 +429,26 @@ pub fn session_name(connector: &Connector) -> String {
 /// It also denies every bucket of the platform's own account.
 pub fn session_policy(connector: &Connector, own: &OwnResources) -> String {
     // STS takes session policies in a limited character range (up to U+00FF), and emulators
-    // mis-sign anything non-ASCII: a key character outside ASCII becomes the single-character
-    // wildcard `?`, which IAM matches against exactly one character of the name.
-    ascii_only(&session_policy_text(connector, own))
+    // mis-sign anything non-ASCII: a character outside ASCII is sent as a JSON `\uXXXX` escape,
+    // which IAM reads back as that exact character (never as a wildcard).
+    ascii_escaped(&session_policy_text(connector, own))
 }
 
-fn ascii_only(policy: &str) -> String {
-    policy
-        .chars()
-        .map(|c| if c.is_ascii() { c } else { '?' })
-        .collect()
+/// The JSON text with every non-ASCII character as `\uXXXX` (UTF-16, surrogate pairs above
+/// U+FFFF). serde_json writes non-ASCII only inside strings, where the escape means the same.
+fn ascii_escaped(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
 }
 
 fn session_policy_text(connector: &Connector, own: &OwnResources) -> String {

@@ -34,6 +34,8 @@ const THROTTLING_CODES: &[&str] = &[
     "InternalFailure",
     "ServiceUnavailable",
     "TransactionInProgressException",
+    // A plain write that met a claims transaction on the same item: safe to retry.
+    "TransactionConflictException",
 ];
 
 impl AwsCallError {

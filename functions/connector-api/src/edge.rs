@@ -18,17 +18,22 @@ pub async fn invoke<S: ConnectorStore, K: SecretStore>(
 ) -> Result<Value, lambda_http::Error> {
     let LambdaEvent { payload, context } = event;
     let response = match serde_json::from_value::<LambdaRequest>(payload) {
-        Ok(lambda_request) => {
-            let request = Request::from(lambda_request).with_lambda_context(context);
-            Box::pin(app.handle(request)).await?
-        }
-        Err(e) => {
-            // What was wrong, never the event itself: it may hold a bearer token.
-            tracing::warn!(error = %e, "request event could not be read");
-            ApiError::unreadable_request().into_response()
-        }
+        // The conversion panics on a URI the HTTP types refuse (a raw query or host with a
+        // space, say); that too is the client's malformed request, not our failure.
+        Ok(lambda_request) => match std::panic::catch_unwind(move || Request::from(lambda_request))
+        {
+            Ok(request) => Box::pin(app.handle(request.with_lambda_context(context))).await?,
+            Err(_) => unreadable("the request's URI could not be built"),
+        },
+        // What was wrong, never the event itself: it may hold a bearer token.
+        Err(e) => unreadable(&e.to_string()),
     };
     Ok(gateway_response(response))
+}
+
+fn unreadable(why: &str) -> Response<Body> {
+    tracing::warn!(error = why, "request event could not be read");
+    ApiError::unreadable_request().into_response()
 }
 
 /// The payload-v2 response API Gateway expects.

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -379,10 +380,23 @@ impl DynamoConnectorStore {
             .set_transact_items(Some(items))
             .send()
             .await;
+        // Only a failed condition or a concurrent transaction means "re-read and retry"; any
+        // other reason (an item too large, throttling) is reported as what it is.
+        let contended = |e: &TransactWriteItemsError| match e {
+            TransactWriteItemsError::TransactionCanceledException(t) => {
+                t.cancellation_reasons().iter().all(|r| {
+                    matches!(
+                        r.code(),
+                        None | Some("None" | "ConditionalCheckFailed" | "TransactionConflict")
+                    )
+                })
+            }
+            _ => false,
+        };
         conditional(
             result,
             "TransactWriteItems",
-            |e| e.is_transaction_canceled_exception(),
+            contended,
             StoreError::Contended,
         )
     }

@@ -96,7 +96,11 @@ async fn a_delete_that_loses_to_a_patch_changes_nothing() {
     service.delete(TENANT, &id, Some(2)).await.unwrap();
     assert!(service.store().state().connectors.is_empty());
     assert!(service.secrets().arns().is_empty());
-    let claims = service.store().bucket_claims(TENANT, "bkt-b").await.unwrap();
+    let claims = service
+        .store()
+        .bucket_claims(TENANT, "bkt-b")
+        .await
+        .unwrap();
     assert!(claims.prefixes.is_empty(), "{claims:?}");
 }
 
@@ -116,7 +120,9 @@ async fn a_create_that_loses_the_race_for_a_prefix_is_a_409_and_keeps_no_secret(
         service
             .store()
             .before_next_write(concurrent_create("con_other", "bkt-b", theirs));
-        let result = service.create(TENANT, body("access_key", "bkt-b", ours)).await;
+        let result = service
+            .create(TENANT, body("access_key", "bkt-b", ours))
+            .await;
         let state = service.store().state();
         let claims = &state.claims[&(TENANT.to_owned(), "bkt-b".to_owned())].1;
         if we_win {
@@ -162,7 +168,11 @@ async fn a_move_that_loses_the_race_for_a_prefix_is_a_409_and_nothing_moves() {
     );
     let stored = service.get(TENANT, &mine.connector_id).await.unwrap();
     assert_eq!((stored.prefix.as_str(), stored.version), ("left/", 1));
-    let claims = service.store().bucket_claims(TENANT, "bkt-b").await.unwrap();
+    let claims = service
+        .store()
+        .bucket_claims(TENANT, "bkt-b")
+        .await
+        .unwrap();
     assert_eq!(claims.prefixes[&mine.connector_id], "left/");
 
     // Moving to another bucket releases the old claim and takes the new one together.
@@ -176,9 +186,17 @@ async fn a_move_that_loses_the_race_for_a_prefix_is_a_409_and_nothing_moves() {
         .await
         .unwrap();
     assert_eq!(moved.version, 2);
-    let old = service.store().bucket_claims(TENANT, "bkt-b").await.unwrap();
+    let old = service
+        .store()
+        .bucket_claims(TENANT, "bkt-b")
+        .await
+        .unwrap();
     assert!(!old.prefixes.contains_key(&mine.connector_id), "{old:?}");
-    let new = service.store().bucket_claims(TENANT, "bkt-c").await.unwrap();
+    let new = service
+        .store()
+        .bucket_claims(TENANT, "bkt-c")
+        .await
+        .unwrap();
     assert_eq!(new.prefixes[&mine.connector_id], "x/");
 }
 
@@ -195,7 +213,11 @@ async fn claims_of_connectors_that_are_gone_do_not_block_and_are_pruned() {
         .create(TENANT, body("role", "bkt-b", "data/"))
         .await
         .unwrap();
-    let claims = service.store().bucket_claims(TENANT, "bkt-b").await.unwrap();
+    let claims = service
+        .store()
+        .bucket_claims(TENANT, "bkt-b")
+        .await
+        .unwrap();
     assert_eq!(claims.version, Some(4));
     assert_eq!(
         claims.prefixes.into_iter().collect::<Vec<_>>(),
@@ -212,7 +234,9 @@ async fn buckets_created_before_claims_are_seeded_from_the_index() {
     service.store().seed(|state| {
         state.claims.clear();
     });
-    let result = service.create(TENANT, body("role", "bkt-b", "data/x/")).await;
+    let result = service
+        .create(TENANT, body("role", "bkt-b", "data/x/"))
+        .await;
     assert!(
         matches!(&result, Err(ServiceError::Overlap { other_connector_id, .. }) if other_connector_id == "con_legacy"),
         "{result:?}"
@@ -221,7 +245,11 @@ async fn buckets_created_before_claims_are_seeded_from_the_index() {
         .create(TENANT, body("role", "bkt-b", "other/"))
         .await
         .unwrap();
-    let claims = service.store().bucket_claims(TENANT, "bkt-b").await.unwrap();
+    let claims = service
+        .store()
+        .bucket_claims(TENANT, "bkt-b")
+        .await
+        .unwrap();
     assert_eq!(
         claims.version,
         Some(1),
@@ -252,7 +280,10 @@ async fn the_platforms_buckets_and_roles_are_refused_in_every_mode() {
             service.secrets().arns().is_empty(),
             "{mode}: no secret written"
         );
-        let created = service.create(TENANT, body(mode, "bkt-b", "x/")).await.unwrap();
+        let created = service
+            .create(TENANT, body(mode, "bkt-b", "x/"))
+            .await
+            .unwrap();
         let moved = service
             .update(
                 TENANT,

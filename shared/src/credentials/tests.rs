@@ -192,13 +192,23 @@ async fn tokens_are_per_connector_from_a_file_or_a_command() {
 }
 
 #[test]
-fn session_policies_stay_ascii_with_unicode_prefixes() {
-    let c = connector("données/日本");
+fn session_policies_stay_ascii_with_unicode_prefixes_and_mean_the_same() {
+    let c = connector("données/日本/📦");
     let policy = session_policy(&c, &none());
     assert!(policy.is_ascii(), "{policy}");
     assert!(
-        policy.contains("arn:aws:s3:::acme-data/donn?es/??/*"),
+        !policy.contains('?'),
+        "no wildcard stands in for a character: {policy}"
+    );
+    assert!(
+        policy.contains("donn\\u00e9es/\\u65e5\\u672c/\\ud83d\\udce6/*"),
         "{policy}"
     );
-    serde_json::from_str::<serde_json::Value>(&policy).expect("still JSON");
+    let parsed: serde_json::Value = serde_json::from_str(&policy).expect("still JSON");
+    assert!(
+        parsed
+            .to_string()
+            .contains("arn:aws:s3:::acme-data/données/日本/📦/*"),
+        "IAM reads the exact prefix back: {parsed}"
+    );
 }

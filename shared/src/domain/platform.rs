@@ -20,7 +20,7 @@ impl OwnResources {
         Self {
             buckets: buckets
                 .into_iter()
-                .map(|b| b.trim().to_owned())
+                .map(|b| b.trim().to_ascii_lowercase())
                 .filter(|b| !b.is_empty())
                 .collect(),
             account_id: account_id.filter(|a| !a.trim().is_empty()),

@@ -314,6 +314,16 @@ async fn unreadable_events_are_a_400_not_an_invocation_error() {
                 .contains("header")
         );
     }
+    for (field, bad) in [("rawQueryString", "a b=c"), ("rawPath", "/connectors /x")] {
+        let mut event = good.clone();
+        event[field] = json!(bad);
+        if field == "rawPath" {
+            event["requestContext"]["http"]["path"] = json!(bad);
+        }
+        let out = invoke(event).await.expect("never an invocation error");
+        let status = out["statusCode"].as_u64().unwrap();
+        assert!((400..500).contains(&status), "{field} {bad:?}: {out}");
+    }
     let out = invoke(json!({"not": "an API Gateway event"}))
         .await
         .unwrap();
