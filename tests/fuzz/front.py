@@ -508,7 +508,11 @@ class Handler(BaseHTTPRequestHandler):
             ).encode()
             record["front_error"] = description
         record.update(status=status, ms=round((time.monotonic() - started) * 1000, 1))
-        self.answer(status, headers, data)
+        try:
+            self.answer(status, headers, data)
+        except OSError as e:  # the client gave up (its timeout) before the answer
+            record["client_gone"] = type(e).__name__
+            self.close_connection = True
         front.log(record)
 
     def answer(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
