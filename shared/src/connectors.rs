@@ -31,6 +31,9 @@ pub enum ServiceError {
     /// Concurrent changes on the same bucket kept winning; safe to retry.
     #[error("the bucket's connectors are being changed concurrently; retry")]
     Busy,
+    /// The connector was edited while it was being validated; the result was not stored.
+    #[error("connector changed during validation: it is at version {current}")]
+    ChangedDuringValidation { current: u64 },
     /// The caller's `If-Match` no longer matches the stored version.
     #[error("connector changed since it was read: current version is {current}")]
     VersionMismatch { current: u64 },
@@ -362,7 +365,12 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
             Ok(()) => Ok((report, updated)),
             // Edited while validating: the result may not hold for the new settings.
             Err(StoreError::VersionConflict { .. }) => {
-                Err(self.mismatch(tenant_id, connector_id).await)
+                match self.mismatch(tenant_id, connector_id).await {
+                    ServiceError::VersionMismatch { current } => {
+                        Err(ServiceError::ChangedDuringValidation { current })
+                    }
+                    other => Err(other),
+                }
             }
             Err(e) => Err(e.into()),
         }

@@ -28,7 +28,11 @@ What it does differently, for tests:
   * authentication: there is no JWT. A request with `x-test-tenant: T` carries the verified
     claims {TENANT_CLAIM: T, "sub": "fuzz", "iss": ...} in requestContext.authorizer.jwt, as if
     API Gateway's JWT authorizer had accepted a token; without that header there is no
-    authorizer at all (the function must answer 401 itself). The header is not forwarded.
+    authorizer at all (the function must answer 401 itself). The header is not forwarded,
+    nor is x-fuzz-hook (marks the requests of tests/fuzz/hooks.py in the --log).
+    With --gateway-auth, a request without `Authorization: Bearer <any token>` is refused
+    first with 401 {"message": "Unauthorized"}, as the JWT authorizer does (the token itself
+    is not checked), so checks about missing credentials see what clients would see.
   * while the Invoke API refuses connections (the local functions restart) it retries for up
     to --unreachable-wait seconds: nothing was delivered, and API Gateway never sees that;
   * when the invocation fails (function error, a non-200 answer of the Invoke API, a result that
@@ -60,6 +64,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_TENANT_HEADER = "x-test-tenant"
+# Set by tests/fuzz/hooks.py on its own requests, so the request log tells them apart.
+HOOK_HEADER = "x-fuzz-hook"
 # API Gateway's own payload limit for HTTP APIs is 10 MB; the Lambda sync invoke limit is 6 MB.
 MAX_BODY_BYTES = 6 * 1024 * 1024
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
@@ -147,6 +153,7 @@ class Front:
         self.routes = load_routes(Path(args.openapi))
         self.invoke_timeout = args.invoke_timeout
         self.unreachable_wait = args.unreachable_wait
+        self.gateway_auth = args.gateway_auth
         self.log_lock = threading.Lock()
         self.log_file = open(args.log, "a", buffering=1) if args.log else None
         self.quiet = args.quiet
@@ -176,6 +183,8 @@ class Front:
         tenant: str | None = None
         for name, value in handler.headers.items():
             lname = name.lower()
+            if lname == HOOK_HEADER:
+                continue
             if lname == TEST_TENANT_HEADER:
                 tenant = value
                 continue
@@ -404,6 +413,11 @@ class Front:
                 print(line, file=sys.stderr, flush=True)
 
 
+def _bearer_token(value: str | None) -> str:
+    scheme, _, token = (value or "").strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 def _invalid_header(items) -> str | None:
     for name, value in items:
         if any((ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F for ch in value):
@@ -487,8 +501,17 @@ class Handler(BaseHTTPRequestHandler):
             record.update(status=400, front=f"header {bad!r} has a control character")
             front.log(record)
             return
+        if front.gateway_auth and not _bearer_token(self.headers.get("Authorization")):
+            # The JWT authorizer (identity source $request.header.Authorization) refuses it.
+            self.answer(401, [("Content-Type", "application/json")],
+                        json.dumps({"message": "Unauthorized"}).encode())
+            record.update(status=401, front="no bearer token (--gateway-auth)")
+            front.log(record)
+            return
         event = front.build_event(self, body)
         record.update(route=event["routeKey"], tenant="authorizer" in event["requestContext"])
+        if self.headers.get(HOOK_HEADER):
+            record["hook"] = self.headers.get(HOOK_HEADER)
         try:
             result = front.invoke(event)
             status, headers, data = front.to_http(result)
@@ -553,6 +576,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds to wait for the function (API Gateway waits 30)")
     parser.add_argument("--unreachable-wait", type=float, default=120.0,
                         help="seconds to keep retrying while the Invoke API refuses connections")
+    parser.add_argument("--gateway-auth", action="store_true",
+                        help="answer 401 {\"message\": \"Unauthorized\"} itself, as the JWT authorizer "
+                        "does, when there is no `Authorization: Bearer <token>` (any token)")
     parser.add_argument("--quiet", action="store_true", help="no per-request lines on stderr")
     args = parser.parse_args(argv)
 

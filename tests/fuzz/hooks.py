@@ -40,7 +40,7 @@ def before_call(ctx, case, **kwargs):
     try:
         answer = _session.get(
             f"{FRONT_URL}/connectors/{requests.utils.quote(connector_id, safe='')}",
-            headers={"x-test-tenant": TENANT},
+            headers={"x-test-tenant": TENANT, "x-fuzz-hook": "if-match"},
             timeout=40,
         )
     except requests.RequestException:

@@ -27,6 +27,7 @@ def main(path: str) -> int:
         return 0
     by_route: dict[str, Counter] = defaultdict(Counter)
     authenticated = sum(1 for r in records if r.get("tenant"))
+    by_hook = sum(1 for r in records if r.get("hook"))
     server_errors: Counter = Counter()
     examples: dict[tuple, str] = {}
     slowest = max(records, key=lambda r: r.get("ms", 0))
@@ -40,7 +41,8 @@ def main(path: str) -> int:
             examples.setdefault(key, f'{r["method"]} {r["target"]}')
     print(
         f"  requests: {len(records)} ({authenticated} as the test tenant, "
-        f"{len(records) - authenticated} without identity); slowest "
+        f"{len(records) - authenticated} without identity; {by_hook} of them GETs of "
+        f"hooks.py for If-Match); slowest "
         f"{slowest.get('ms', 0) / 1000:.1f} s ({slowest['method']} {slowest['target'][:80]})"
     )
     for route in sorted(by_route):

@@ -121,6 +121,14 @@ impl From<ServiceError> for ApiError {
                 message,
             } => ApiError::new(StatusCode::CONFLICT, "prefix_overlap", message)
                 .with_details("conflicting_connector_id", json!(other_connector_id)),
+            ServiceError::ChangedDuringValidation { current } => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "version_mismatch",
+                format!(
+                    "the connector changed while it was being validated (it is now at version {current}); the result was not stored: validate again"
+                ),
+            )
+            .with_details("current_version", json!(current)),
             ServiceError::VersionMismatch { current } => {
                 let e = ApiError::new(
                     StatusCode::PRECONDITION_FAILED,
