@@ -1,4 +1,5 @@
-//! Short-lived credentials for one connector, obtained per invocation (DESIGN.md §2):
+//! Short-lived credentials for one connector, obtained per invocation (docs/architecture.md,
+//! "Credentials, per auth mode"):
 //! `role` — AssumeRole with our ExternalId, a session named after the connector and a session
 //! policy narrowing it to the connector's bucket and prefix; `web_identity` — AssumeRoleWith-
 //! WebIdentity with a token from our identity provider; `access_key` — the pair from Secrets

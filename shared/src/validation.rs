@@ -1,7 +1,7 @@
 //! Validation: a preflight of every call a run will make, with the connector's own credentials
-//! (DESIGN.md §3). Each check reports pass/fail/warn/skip with the AWS error code and what to
-//! change; objects it writes live under `<prefix>.connector-check/` and are removed at the end,
-//! whatever failed in between.
+//! (docs/architecture.md, "Validation"). Each check reports pass/fail/warn/skip with the AWS
+//! error code and what to change; objects it writes live under `<prefix>.connector-check/` and
+//! are removed at the end, whatever failed in between.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};

@@ -1,8 +1,8 @@
 //! One scheduler tick: find the export connectors that are due.
 //!
 //! Claiming a due connector (conditional write per schedule slot) and running the export are
-//! the export capability's work (DESIGN.md §4); until then the tick only reports what is due,
-//! and changes nothing, so no schedule slot is consumed without an export.
+//! the export capability's work (docs/architecture.md, "Export and ingest"); until then the
+//! tick only reports what is due, and changes nothing, so no schedule slot is consumed without an export.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use chrono::Utc;

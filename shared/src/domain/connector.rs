@@ -24,7 +24,8 @@ pub enum ConnectorStatus {
     NeedsAttention,
 }
 
-/// How a run obtains credentials for the customer's bucket (DESIGN.md §2).
+/// How a run obtains credentials for the customer's bucket (docs/architecture.md,
+/// "Credentials, per auth mode").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum Auth {
@@ -256,7 +257,8 @@ pub struct IngestOptions {
     pub table: String,
     pub format: FileFormat,
     pub compression: IngestCompression,
-    /// Where good files are moved; `None` deletes them once ingested (DESIGN.md §5).
+    /// Where good files are moved; `None` deletes them once ingested (docs/architecture.md,
+    /// "Export and ingest").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success_dir: Option<String>,
     /// Where bad files are moved; `None` leaves them in the source.
