@@ -82,9 +82,10 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
     pub async fn create(&self, tenant_id: &str, body: Value) -> Result<Connector, ServiceError> {
         let spec = spec::parse_create(body).map_err(ServiceError::Invalid)?;
         self.refuse_own_resources(&spec)?;
-        // Fails fast before a secret is written; the binding check is the claim below.
+        // Checked before a secret is written; the write below is conditioned on these claims.
         let claims = self.claims(tenant_id, &spec.bucket).await?;
-        self.ensure_no_overlap(tenant_id, None, &spec, claims)
+        let checked = self
+            .ensure_no_overlap(tenant_id, None, &spec, claims)
             .await?;
 
         let now = Utc::now();
@@ -116,25 +117,32 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
             updated_at: now,
         };
         connector.refresh_due_index();
-        let written = self.create_claiming(&connector, &spec).await;
+        let written = self.create_claiming(&connector, &spec, checked).await;
         if written.is_err() {
             self.discard_secret(connector.auth.secret_arn()).await;
         }
         written.map(|()| connector)
     }
 
-    /// Writes the connector with its claim on the bucket, re-checking overlaps whenever a
-    /// concurrent change to the bucket's claims won the race.
+    /// Writes the connector with its claim on the bucket (`checked`: the claims already read and
+    /// found free of overlap), re-reading and re-checking whenever a concurrent change to the
+    /// bucket's claims won the race.
     async fn create_claiming(
         &self,
         connector: &Connector,
         spec: &ConnectorSpec,
+        checked: BucketClaims,
     ) -> Result<(), ServiceError> {
+        let mut checked = Some(checked);
         for _ in 0..CLAIM_ATTEMPTS {
-            let claims = self.claims(&connector.tenant_id, &spec.bucket).await?;
-            let mut claims = self
-                .ensure_no_overlap(&connector.tenant_id, None, spec, claims)
-                .await?;
+            let mut claims = match checked.take() {
+                Some(claims) => claims,
+                None => {
+                    let claims = self.claims(&connector.tenant_id, &spec.bucket).await?;
+                    self.ensure_no_overlap(&connector.tenant_id, None, spec, claims)
+                        .await?
+                }
+            };
             claims
                 .prefixes
                 .insert(connector.connector_id.clone(), spec.prefix.clone());
@@ -183,12 +191,16 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
         }
         let spec = spec::parse_patch(&current, patch).map_err(ServiceError::Invalid)?;
         self.refuse_own_resources(&spec)?;
-        let moves = spec.bucket != current.bucket || spec.prefix != current.prefix;
-        if moves {
+        // A move is checked before a secret is written; its write is conditioned on these claims.
+        let moves = if spec.bucket != current.bucket || spec.prefix != current.prefix {
             let claims = self.claims(tenant_id, &spec.bucket).await?;
-            self.ensure_no_overlap(tenant_id, Some(connector_id), &spec, claims)
-                .await?;
-        }
+            Some(
+                self.ensure_no_overlap(tenant_id, Some(connector_id), &spec, claims)
+                    .await?,
+            )
+        } else {
+            None
+        };
 
         // New keys go to a new secret, so the stored item and its secret change together: if the
         // conditional write fails, the old secret is untouched and the new one is discarded.
@@ -220,8 +232,9 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
         updated.updated_at = Utc::now();
         updated.refresh_due_index();
 
-        let written = if moves {
-            self.replace_claiming(&current, &updated, &spec).await
+        let written = if let Some(checked) = moves {
+            self.replace_claiming(&current, &updated, &spec, checked)
+                .await
         } else {
             match self.store.replace(&updated, current.version, &[]).await {
                 Err(StoreError::VersionConflict { .. }) => {
@@ -243,19 +256,26 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
     }
 
     /// Writes an update that moves the connector to another bucket or prefix, together with the
-    /// claims it leaves and takes; a lost race re-reads both and re-checks the overlap.
+    /// claims it leaves and takes (`checked`: the target's claims already found free of
+    /// overlap); a lost race re-reads both and re-checks the overlap.
     async fn replace_claiming(
         &self,
         current: &Connector,
         updated: &Connector,
         spec: &ConnectorSpec,
+        checked: BucketClaims,
     ) -> Result<(), ServiceError> {
         let (tenant_id, id) = (current.tenant_id.as_str(), current.connector_id.as_str());
+        let mut checked = Some(checked);
         for _ in 0..CLAIM_ATTEMPTS {
-            let claims = self.claims(tenant_id, &spec.bucket).await?;
-            let mut taken = self
-                .ensure_no_overlap(tenant_id, Some(id), spec, claims)
-                .await?;
+            let mut taken = match checked.take() {
+                Some(claims) => claims,
+                None => {
+                    let claims = self.claims(tenant_id, &spec.bucket).await?;
+                    self.ensure_no_overlap(tenant_id, Some(id), spec, claims)
+                        .await?
+                }
+            };
             taken.prefixes.insert(id.to_owned(), spec.prefix.clone());
             let mut writes = vec![claims_write(&spec.bucket, taken)];
             if current.bucket != spec.bucket {

@@ -78,6 +78,12 @@ impl ApiError {
         self
     }
 
+    /// 412 with the version stored now.
+    fn version_mismatch(current: u64, message: String) -> Self {
+        Self::new(StatusCode::PRECONDITION_FAILED, "version_mismatch", message)
+            .with_details("current_version", json!(current))
+    }
+
     /// The event API Gateway sent could not be read as an HTTP request.
     pub fn unreadable_request() -> Self {
         Self::new(
@@ -121,24 +127,18 @@ impl From<ServiceError> for ApiError {
                 message,
             } => ApiError::new(StatusCode::CONFLICT, "prefix_overlap", message)
                 .with_details("conflicting_connector_id", json!(other_connector_id)),
-            ServiceError::ChangedDuringValidation { current } => ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "version_mismatch",
+            ServiceError::ChangedDuringValidation { current } => ApiError::version_mismatch(
+                current,
                 format!(
                     "the connector changed while it was being validated (it is now at version {current}); the result was not stored: validate again"
                 ),
-            )
-            .with_details("current_version", json!(current)),
-            ServiceError::VersionMismatch { current } => {
-                let e = ApiError::new(
-                    StatusCode::PRECONDITION_FAILED,
-                    "version_mismatch",
-                    format!(
-                        "the connector changed since you read it: it is at version {current}; GET it, re-apply your change and send If-Match: {current}"
-                    ),
-                );
-                e.with_details("current_version", json!(current))
-            }
+            ),
+            ServiceError::VersionMismatch { current } => ApiError::version_mismatch(
+                current,
+                format!(
+                    "the connector changed since you read it: it is at version {current}; GET it, re-apply your change and send If-Match: {current}"
+                ),
+            ),
             ServiceError::Busy | ServiceError::Store(StoreError::Contended) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
