@@ -421,7 +421,7 @@ impl<'a> CheckRun<'a> {
     }
 
     fn sse(&self) -> Option<(ServerSideEncryption, Option<String>)> {
-        let export = self.c.export.as_ref()?;
+        let export = self.c.export_options()?;
         Some(match export.encryption.sse {
             SseMode::Aes256 => (ServerSideEncryption::Aes256, None),
             SseMode::AwsKms => (
@@ -629,7 +629,7 @@ impl<'a> CheckRun<'a> {
     /// Create, upload a part, list parts, complete; and create + abort a second upload: the
     /// calls an export's multipart upload makes.
     async fn multipart(&self) -> CheckResult {
-        if self.c.direction != Direction::Export {
+        if self.c.direction() != Direction::Export {
             // Ingest uploads nothing; its large moves (multipart copies) are the move check's.
             return CheckResult::skip(
                 "multipart",
@@ -765,7 +765,7 @@ impl<'a> CheckRun<'a> {
 
     /// Ingest: read one of the customer's files, if any, as a run would.
     async fn source_read(&self) -> CheckResult {
-        if self.c.direction != Direction::Ingest {
+        if self.c.direction() != Direction::Ingest {
             return CheckResult::skip("source_read", "applies to ingest connectors only");
         }
         let listed = self
@@ -827,12 +827,7 @@ impl<'a> CheckRun<'a> {
     /// Ingest: copy the test object into the success and failed folders, then delete the
     /// copies — the moves a run makes.
     async fn move_check(&self, source_key: &str) -> CheckResult {
-        let Some(ingest) = self
-            .c
-            .ingest
-            .as_ref()
-            .filter(|_| self.c.direction == Direction::Ingest)
-        else {
+        let Some(ingest) = self.c.ingest_options() else {
             return CheckResult::skip("move", "applies to ingest connectors only");
         };
         let dirs = ingest.move_dirs();

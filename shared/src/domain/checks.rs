@@ -244,7 +244,7 @@ pub fn bucket_settings_check(c: &Connector, s: &BucketSettings) -> CheckResult {
     }
     match s.object_lock {
         Some(true) => {
-            findings.push(match c.direction {
+            findings.push(match c.direction() {
                 Direction::Ingest => "object lock is on: moving or deleting ingested files will fail while they are retained",
                 Direction::Export => "object lock is on: exported files cannot be replaced or cleaned up while they are retained",
             });

@@ -310,6 +310,26 @@ pub struct Connector {
 pub const DUE_SHARDS: u32 = 8;
 
 impl Connector {
+    /// Which way data flows. Callers use this and the two accessors below rather than the
+    /// stored fields, so the representation can change behind them.
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    /// The export settings of an export connector; `None` for ingest.
+    pub fn export_options(&self) -> Option<&ExportOptions> {
+        self.export
+            .as_ref()
+            .filter(|_| self.direction == Direction::Export)
+    }
+
+    /// The ingest settings of an ingest connector; `None` for export.
+    pub fn ingest_options(&self) -> Option<&IngestOptions> {
+        self.ingest
+            .as_ref()
+            .filter(|_| self.direction == Direction::Ingest)
+    }
+
     /// Keeps the sparse `by-due` index attributes in step with status and schedule: only active
     /// export connectors with a next run are visible to the scheduler.
     pub fn refresh_due_index(&mut self) {
