@@ -14,7 +14,7 @@ use crate::domain::setup::{self, PlatformIdentity, SetupInstructions};
 use crate::domain::spec::{self, AccessKeyPair, AuthSpec, ConnectorSpec};
 use crate::error::{SecretError, StoreError};
 use crate::ports::{BucketClaims, ClaimsWrite, ConnectorStore, Page, SecretStore};
-use crate::validation::Validator;
+use crate::validation::Validate;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -364,7 +364,7 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
         &self,
         tenant_id: &str,
         connector_id: &str,
-        validator: &Validator,
+        validator: &impl Validate,
     ) -> Result<(ValidationReport, Connector), ServiceError> {
         let current = self.get(tenant_id, connector_id).await?;
         let report = validator.validate(&current).await;

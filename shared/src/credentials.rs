@@ -12,19 +12,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{self, ProvideCredentials, future};
-use aws_sdk_sts::Client as StsClient;
 use serde_json::json;
 use tokio::sync::OnceCell;
 
-use crate::adapters::secrets_manager::SecretsManagerStore;
 use crate::domain::connector::{Auth, Connector};
 use crate::domain::platform::{OwnResources, arn_account};
 use crate::domain::setup;
 use crate::error::{AwsCallError, SecretError};
-use crate::ports::SecretStore;
+use crate::ports::{AssumeRole, SecretStore, SecurityTokenService};
 
 /// Operation name of every step that obtains our own principal's credentials (the function's
 /// identity, or the hop from it to the principal), so a failure there is reported as ours,
@@ -168,11 +165,11 @@ impl TokenSource {
     }
 }
 
-/// Obtains connector credentials. Built once per cold start; holds no customer credentials.
-pub struct CredentialBroker {
-    sdk: SdkConfig,
-    sts: StsClient,
-    secrets: SecretsManagerStore,
+/// Obtains connector credentials through STS and the secret store. Built once per cold start;
+/// holds no customer credentials.
+pub struct CredentialBroker<T, K> {
+    sts: T,
+    secrets: K,
     principal_arn: String,
     tokens: TokenSource,
     own: OwnResources,
@@ -181,27 +178,22 @@ pub struct CredentialBroker {
     must_chain: OnceCell<bool>,
 }
 
-impl CredentialBroker {
+impl<T: SecurityTokenService, K: SecretStore> CredentialBroker<T, K> {
     pub fn new(
-        sdk: &SdkConfig,
-        secrets: SecretsManagerStore,
+        sts: T,
+        secrets: K,
         principal_arn: String,
         tokens: TokenSource,
         own: OwnResources,
     ) -> Self {
         Self {
-            sdk: sdk.clone(),
-            sts: StsClient::new(sdk),
+            sts,
             secrets,
             principal_arn,
             tokens,
             own,
             must_chain: OnceCell::new(),
         }
-    }
-
-    pub fn base_config(&self) -> &SdkConfig {
-        &self.sdk
     }
 
     /// The platform's own buckets and account, which no connector session may reach.
@@ -266,18 +258,18 @@ impl CredentialBroker {
             }
             Auth::WebIdentity { role_arn } => {
                 let token = self.tokens.token(&connector.connector_id).await?;
-                let out = self
+                let request = AssumeRole {
+                    role_arn: role_arn.clone(),
+                    session_name: session_name(connector),
+                    external_id: None,
+                    source_identity: None,
+                    duration_seconds: purpose.duration_seconds(),
+                    policy: Some(session_policy(connector, &self.own)),
+                };
+                Ok(self
                     .sts
-                    .assume_role_with_web_identity()
-                    .role_arn(role_arn)
-                    .role_session_name(session_name(connector))
-                    .web_identity_token(token)
-                    .duration_seconds(purpose.duration_seconds())
-                    .policy(session_policy(connector, &self.own))
-                    .send()
-                    .await
-                    .map_err(|e| AwsCallError::from_sdk("sts", "AssumeRoleWithWebIdentity", &e))?;
-                Ok(sts_credentials(out.credentials, "connector-web-identity")?)
+                    .assume_role_with_web_identity(&request, &token)
+                    .await?)
             }
             Auth::AccessKey { secret_arn, .. } => {
                 let keys = self.secrets.get(secret_arn).await?;
@@ -307,32 +299,21 @@ impl CredentialBroker {
         external_id: &str,
         purpose: SessionPurpose,
     ) -> Result<Credentials, AwsCallError> {
-        let sts = self.principal_sts().await?;
-        let out = sts
-            .assume_role()
-            .role_arn(role_arn)
-            .role_session_name(session_name(connector))
-            .source_identity(connector.connector_id.clone())
-            .external_id(external_id)
-            .duration_seconds(purpose.duration_seconds())
-            .policy(session_policy(connector, &self.own))
-            .send()
-            .await
-            .map_err(|e| AwsCallError::from_sdk("sts", "AssumeRole", &e))?;
-        sts_credentials(out.credentials, "connector-role")
+        let principal = self.principal_caller().await?;
+        let request = AssumeRole {
+            role_arn: role_arn.to_owned(),
+            session_name: session_name(connector),
+            external_id: Some(external_id.to_owned()),
+            source_identity: Some(connector.connector_id.clone()),
+            duration_seconds: purpose.duration_seconds(),
+            policy: Some(session_policy(connector, &self.own)),
+        };
+        self.sts.assume_role(principal.as_ref(), &request).await
     }
 
     /// Who the given credentials are (STS GetCallerIdentity needs no permission).
     pub async fn caller_arn(&self, credentials: &Credentials) -> Result<String, AwsCallError> {
-        let config = aws_sdk_sts::config::Builder::from(&self.sdk)
-            .credentials_provider(credentials.clone())
-            .build();
-        let out = StsClient::from_conf(config)
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| AwsCallError::from_sdk("sts", "GetCallerIdentity", &e))?;
-        Ok(out.arn.unwrap_or_default())
+        self.sts.caller_arn(Some(credentials)).await
     }
 
     /// Our principal's credentials; for a `bucket_policy` connector (`scope`), narrowed by its
@@ -341,60 +322,44 @@ impl CredentialBroker {
         &self,
         scope: Option<&Connector>,
     ) -> Result<Credentials, AwsCallError> {
-        if self.must_chain().await? {
-            let mut request = self
-                .sts
-                .assume_role()
-                .role_arn(&self.principal_arn)
-                .duration_seconds(3600);
-            request = match scope {
-                Some(c) => request
-                    .role_session_name(session_name(c))
-                    .policy(session_policy(c, &self.own)),
-                None => request.role_session_name("connector-platform"),
+        let ours = if self.must_chain().await? {
+            let request = AssumeRole {
+                role_arn: self.principal_arn.clone(),
+                session_name: scope.map_or_else(|| "connector-platform".to_owned(), session_name),
+                external_id: None,
+                source_identity: None,
+                duration_seconds: 3600,
+                policy: scope.map(|c| session_policy(c, &self.own)),
             };
-            let out = request
-                .send()
-                .await
-                .map_err(|e| AwsCallError::from_sdk("sts", PLATFORM_ASSUME_ROLE, &e))?;
-            return sts_credentials(out.credentials, "connector-principal");
-        }
-        // Already the principal (locally): the function's own credentials.
-        let own = self
-            .sdk
-            .credentials_provider()
-            .ok_or_else(|| platform_error("the function has no credentials", false))?;
-        own.provide_credentials()
-            .await
-            .map_err(|e| platform_error(&e.to_string(), true))
+            self.sts.assume_role(None, &request).await
+        } else {
+            // Already the principal (locally): the function's own credentials.
+            self.sts.own_credentials().await
+        };
+        // Whatever failed here is ours to fix, never the customer's trust policy.
+        ours.map_err(|e| AwsCallError {
+            operation: PLATFORM_ASSUME_ROLE,
+            ..e
+        })
     }
 
-    /// An STS client acting as our principal.
-    async fn principal_sts(&self) -> Result<StsClient, AwsCallError> {
+    /// The credentials that sign calls as our principal: `None` when the function already is
+    /// the principal.
+    async fn principal_caller(&self) -> Result<Option<Credentials>, AwsCallError> {
         if !self.must_chain().await? {
-            return Ok(self.sts.clone());
+            return Ok(None);
         }
-        let config = aws_sdk_sts::config::Builder::from(&self.sdk)
-            .credentials_provider(self.principal_credentials(None).await?)
-            .build();
-        Ok(StsClient::from_conf(config))
+        Ok(Some(self.principal_credentials(None).await?))
     }
 
     /// True when the function runs as another identity than the principal customers trust (in
     /// AWS: its execution role), so the principal must be assumed first.
     async fn must_chain(&self) -> Result<bool, AwsCallError> {
-        let principal_arn = self.principal_arn.clone();
-        let sts = self.sts.clone();
         let must_chain = self
             .must_chain
-            .get_or_try_init(|| async move {
-                let out = sts
-                    .get_caller_identity()
-                    .send()
-                    .await
-                    .map_err(|e| AwsCallError::from_sdk("sts", "GetCallerIdentity", &e))?;
-                let caller = out.arn.unwrap_or_default();
-                Ok::<_, AwsCallError>(!is_same_principal(&caller, &principal_arn))
+            .get_or_try_init(|| async {
+                let caller = self.sts.caller_arn(None).await?;
+                Ok::<_, AwsCallError>(!is_same_principal(&caller, &self.principal_arn))
             })
             .await?;
         Ok(*must_chain)
@@ -502,50 +467,25 @@ fn session_policy_text(connector: &Connector, own: &OwnResources) -> String {
     json!({"Version": "2012-10-17", "Statement": all}).to_string()
 }
 
-/// A failure obtaining our own principal's credentials: ours to fix, never the customer's.
-fn platform_error(message: &str, retryable: bool) -> AwsCallError {
-    AwsCallError {
-        service: "sts",
-        operation: PLATFORM_ASSUME_ROLE,
-        code: None,
-        message: message.to_owned(),
-        http_status: None,
-        retryable,
-    }
-}
-
-fn sts_credentials(
-    credentials: Option<aws_sdk_sts::types::Credentials>,
-    source: &'static str,
-) -> Result<Credentials, AwsCallError> {
-    let c = credentials.ok_or_else(|| AwsCallError {
-        service: "sts",
-        operation: "AssumeRole",
-        code: None,
-        message: "STS returned no credentials".into(),
-        http_status: None,
-        retryable: true,
-    })?;
-    let expiry = std::time::SystemTime::try_from(c.expiration).ok();
-    Ok(Credentials::new(
-        c.access_key_id,
-        c.secret_access_key,
-        Some(c.session_token),
-        expiry,
-        source,
-    ))
-}
-
 /// A credentials provider for one connector's S3 client: the SDK calls it again when the
 /// session nears expiry, so long runs renew instead of failing midway.
-#[derive(Clone)]
-pub struct ConnectorCredentials {
-    broker: Arc<CredentialBroker>,
+pub struct ConnectorCredentials<T, K> {
+    broker: Arc<CredentialBroker<T, K>>,
     connector: Arc<Connector>,
     purpose: SessionPurpose,
 }
 
-impl std::fmt::Debug for ConnectorCredentials {
+impl<T, K> Clone for ConnectorCredentials<T, K> {
+    fn clone(&self) -> Self {
+        Self {
+            broker: self.broker.clone(),
+            connector: self.connector.clone(),
+            purpose: self.purpose,
+        }
+    }
+}
+
+impl<T, K> std::fmt::Debug for ConnectorCredentials<T, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnectorCredentials")
             .field("connector", &self.connector.connector_id)
@@ -553,9 +493,9 @@ impl std::fmt::Debug for ConnectorCredentials {
     }
 }
 
-impl ConnectorCredentials {
+impl<T, K> ConnectorCredentials<T, K> {
     pub fn new(
-        broker: Arc<CredentialBroker>,
+        broker: Arc<CredentialBroker<T, K>>,
         connector: Arc<Connector>,
         purpose: SessionPurpose,
     ) -> Self {
@@ -567,7 +507,11 @@ impl ConnectorCredentials {
     }
 }
 
-impl ProvideCredentials for ConnectorCredentials {
+impl<T, K> ProvideCredentials for ConnectorCredentials<T, K>
+where
+    T: SecurityTokenService + 'static,
+    K: SecretStore + 'static,
+{
     fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
     where
         Self: 'a,

@@ -1,6 +1,10 @@
 //! In-memory fakes of the ports, for unit tests of the logic above them. They keep the same
 //! conditional-write rules as the DynamoDB and Secrets Manager adapters, and let a test run a
 //! "concurrent" change right before the next write, to reproduce races deterministically.
+//! `storage` and `sts` fake the customer's bucket and AWS STS.
+
+pub mod storage;
+pub mod sts;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;

@@ -3,9 +3,13 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use crate::domain::connector::Connector;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+
+use crate::domain::checks::BucketSettings;
+use crate::domain::connector::{Connector, Encryption};
 use crate::domain::spec::AccessKeyPair;
-use crate::error::{SecretError, StoreError};
+use crate::error::{AwsCallError, SecretError, StoreError};
 
 /// One page of a listing; `next` is the last key of the page when more may follow.
 #[derive(Debug, Clone)]
@@ -119,4 +123,201 @@ pub trait SecretStore: Send + Sync {
 
     /// Deletes at once (no recovery window); a secret already gone is not an error.
     fn delete(&self, arn: &str) -> impl Future<Output = Result<(), SecretError>> + Send;
+}
+
+/// What runs and validation do in a customer's bucket, bound to one bucket, one region and one
+/// connector's credentials. Errors keep what S3 said (`AwsCallError`), so callers decide from
+/// the code: a denial names the missing permission, a throttle is retried.
+pub trait ObjectStore: Send + Sync {
+    fn bucket(&self) -> &str;
+
+    /// HeadBucket: the region S3 reports. S3 names the region in a refusal too (301/400/403),
+    /// so the error carries it when it was sent.
+    fn head_bucket(&self) -> impl Future<Output = Result<Option<String>, HeadBucketError>> + Send;
+
+    /// GetBucketLocation, normalised to a region name (`us-east-1` for the empty constraint).
+    fn bucket_location(&self) -> impl Future<Output = Result<String, AwsCallError>> + Send;
+
+    fn head_object(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<ObjectInfo, AwsCallError>> + Send;
+
+    /// One page of ListObjectsV2 under `prefix`, continuing from `continuation`.
+    fn list(
+        &self,
+        prefix: &str,
+        max_keys: i32,
+        continuation: Option<&str>,
+    ) -> impl Future<Output = Result<Listing, AwsCallError>> + Send;
+
+    /// The object's bytes, or the inclusive byte range `first..=last` of them.
+    fn get(
+        &self,
+        key: &str,
+        range: Option<(u64, u64)>,
+    ) -> impl Future<Output = Result<Vec<u8>, AwsCallError>> + Send;
+
+    /// PutObject; the new object's ETag.
+    fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        options: &WriteOptions,
+    ) -> impl Future<Output = Result<String, AwsCallError>> + Send;
+
+    /// CreateMultipartUpload with the write options; the upload id.
+    fn create_upload(
+        &self,
+        key: &str,
+        options: &WriteOptions,
+    ) -> impl Future<Output = Result<String, AwsCallError>> + Send;
+
+    /// UploadPart; the part's ETag.
+    fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<String, AwsCallError>> + Send;
+
+    /// ListParts of an upload in progress.
+    fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> impl Future<Output = Result<Vec<UploadedPart>, AwsCallError>> + Send;
+
+    fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> impl Future<Output = Result<(), AwsCallError>> + Send;
+
+    fn abort_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> impl Future<Output = Result<(), AwsCallError>> + Send;
+
+    /// Multipart uploads in progress under `prefix` (abandoned ones are swept).
+    fn list_uploads(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<PendingUpload>, AwsCallError>> + Send;
+
+    /// CopyObject within the bucket, keeping metadata, with the write options.
+    fn copy(
+        &self,
+        source_key: &str,
+        target_key: &str,
+        options: &WriteOptions,
+    ) -> impl Future<Output = Result<(), AwsCallError>> + Send;
+
+    /// DeleteObject; a key already gone is not an error (S3 answers 204 either way).
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), AwsCallError>> + Send;
+
+    /// Versioning, object lock, requester pays and object ownership; a setting that could not
+    /// be read is `None`.
+    fn settings(&self) -> impl Future<Output = BucketSettings> + Send;
+}
+
+/// Opens an [`ObjectStore`] on a customer's bucket with a connector's credentials (a fixed set
+/// or a provider that renews them).
+pub trait CustomerStorage: Send + Sync {
+    type Store: ObjectStore;
+
+    fn open(
+        &self,
+        credentials: SharedCredentialsProvider,
+        bucket: &str,
+        region: &str,
+    ) -> Self::Store;
+}
+
+/// A refused HeadBucket, with the region S3 named in `x-amz-bucket-region`, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadBucketError {
+    pub error: AwsCallError,
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: u64,
+    pub e_tag: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub objects: Vec<ListedObject>,
+    /// Set when more keys follow.
+    pub continuation: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedPart {
+    pub part_number: i32,
+    pub e_tag: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    pub key: String,
+    pub upload_id: String,
+}
+
+/// Headers every object we write carries: the connector's server-side encryption and, for
+/// `bucket_policy` connectors, the ACL that hands the object to the bucket owner.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    pub encryption: Option<Encryption>,
+    pub bucket_owner_full_control: bool,
+    pub content_type: Option<String>,
+}
+
+/// Our side of AWS STS: assuming customers' roles and our own principal, and asking who a set
+/// of credentials belongs to. `caller` is whose credentials sign the call (`None`: the
+/// function's own).
+pub trait SecurityTokenService: Send + Sync {
+    fn assume_role(
+        &self,
+        caller: Option<&Credentials>,
+        request: &AssumeRole,
+    ) -> impl Future<Output = Result<Credentials, AwsCallError>> + Send;
+
+    fn assume_role_with_web_identity(
+        &self,
+        request: &AssumeRole,
+        token: &str,
+    ) -> impl Future<Output = Result<Credentials, AwsCallError>> + Send;
+
+    /// GetCallerIdentity (needs no permission): the ARN behind `caller`.
+    fn caller_arn(
+        &self,
+        caller: Option<&Credentials>,
+    ) -> impl Future<Output = Result<String, AwsCallError>> + Send;
+
+    /// The function's own credentials (its execution role in AWS; the environment locally).
+    fn own_credentials(&self) -> impl Future<Output = Result<Credentials, AwsCallError>> + Send;
+}
+
+/// One AssumeRole(-WithWebIdentity) request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    pub session_name: String,
+    pub external_id: Option<String>,
+    pub source_identity: Option<String>,
+    pub duration_seconds: i32,
+    /// Inline session policy (JSON) narrowing the session.
+    pub policy: Option<String>,
 }

@@ -346,7 +346,7 @@ async fn a_role_ignoring_the_external_id_is_never_used_on_the_bucket() {
     let store = DynamoConnectorStore::new(stack.dynamodb(), stack.env.get("CONNECTORS_TABLE"));
     let connector = store.get(s.api.tenant(), &id).await.unwrap().unwrap();
     let broker = CredentialBroker::new(
-        &stack.sdk,
+        shared::adapters::sts::StsTokens::new(&stack.sdk),
         SecretsManagerStore::new(stack.secrets()),
         stack.env.get("CONNECTOR_PRINCIPAL_ARN").to_owned(),
         TokenSource::None,
@@ -563,7 +563,7 @@ async fn run_credentials_renew_as_fresh_sessions_scoped_by_the_role() {
         .unwrap()
         .expect("stored");
     let broker = Arc::new(CredentialBroker::new(
-        &stack.sdk,
+        shared::adapters::sts::StsTokens::new(&stack.sdk),
         SecretsManagerStore::new(stack.secrets()),
         stack.env.get("CONNECTOR_PRINCIPAL_ARN").to_owned(),
         TokenSource::None,

@@ -9,11 +9,12 @@ use lambda_http::request::LambdaRequest;
 use lambda_http::{Body, LambdaEvent, Request, RequestExt, Response};
 use serde_json::{Map, Value, json};
 use shared::ports::{ConnectorStore, SecretStore};
+use shared::validation::Validate;
 
 use crate::handler::{ApiError, App};
 
-pub async fn invoke<S: ConnectorStore, K: SecretStore>(
-    app: &App<S, K>,
+pub async fn invoke<S: ConnectorStore, K: SecretStore, V: Validate>(
+    app: &App<S, K, V>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, lambda_http::Error> {
     let LambdaEvent { payload, context } = event;

@@ -12,7 +12,7 @@ use shared::domain::connector::ConnectorView;
 use shared::domain::field::FieldError;
 use shared::error::{SecretError, StoreError};
 use shared::ports::{ConnectorStore, SecretStore};
-use shared::validation::Validator;
+use shared::validation::Validate;
 
 use crate::routes::{self, Action, RouteError};
 
@@ -21,9 +21,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_PAGE_SIZE: u32 = 25;
 pub const MAX_PAGE_SIZE: u32 = 100;
 
-pub struct App<S, K> {
+pub struct App<S, K, V> {
     service: ConnectorService<S, K>,
-    validator: Validator,
+    validator: V,
     tenant_claim: String,
 }
 
@@ -187,12 +187,8 @@ fn with_etag(mut response: Response<Body>, version: u64) -> Response<Body> {
     response
 }
 
-impl<S: ConnectorStore, K: SecretStore> App<S, K> {
-    pub fn new(
-        service: ConnectorService<S, K>,
-        validator: Validator,
-        tenant_claim: String,
-    ) -> Self {
+impl<S: ConnectorStore, K: SecretStore, V: Validate> App<S, K, V> {
+    pub fn new(service: ConnectorService<S, K>, validator: V, tenant_claim: String) -> Self {
         Self {
             service,
             validator,

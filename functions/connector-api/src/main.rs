@@ -3,7 +3,9 @@
 use lambda_http::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use shared::adapters::dynamodb::DynamoConnectorStore;
+use shared::adapters::s3::S3Storage;
 use shared::adapters::secrets_manager::SecretsManagerStore;
+use shared::adapters::sts::StsTokens;
 use shared::config::Settings;
 use shared::connectors::ConnectorService;
 use shared::credentials::{CredentialBroker, TokenSource};
@@ -34,7 +36,7 @@ async fn main() -> Result<(), Error> {
         settings.own.clone(),
     );
     let broker = CredentialBroker::new(
-        &sdk,
+        StsTokens::new(&sdk),
         SecretsManagerStore::new(shared::aws::secrets_client(&sdk)),
         settings.platform.principal_arn.clone(),
         TokenSource::from_settings(
@@ -45,6 +47,7 @@ async fn main() -> Result<(), Error> {
     );
     let validator = Validator::new(
         Arc::new(broker),
+        S3Storage::new(&sdk),
         Duration::from_secs(settings.credentials_retry_seconds),
     );
     let app = handler::App::new(service, validator, settings.tenant_claim.clone());

@@ -212,3 +212,114 @@ fn session_policies_stay_ascii_with_unicode_prefixes_and_mean_the_same() {
         "IAM reads the exact prefix back: {parsed}"
     );
 }
+
+mod over_fake_sts {
+    use super::*;
+    use crate::domain::testing::EXTERNAL_ID;
+    use crate::fakes::MemorySecretStore;
+    use crate::fakes::sts::{FakeRole, MemorySts, sts_error};
+
+    const PRINCIPAL: &str = "arn:aws:iam::123456789012:role/connector-access";
+    const ROLE: &str = "arn:aws:iam::111111111111:role/r";
+    /// In AWS the function runs as its execution role and hops to the principal first.
+    const EXECUTION: &str = "arn:aws:sts::123456789012:assumed-role/connector-api-role/fn";
+
+    fn broker(sts: &MemorySts) -> CredentialBroker<MemorySts, MemorySecretStore> {
+        CredentialBroker::new(
+            sts.clone(),
+            MemorySecretStore::default(),
+            PRINCIPAL.into(),
+            TokenSource::None,
+            OwnResources::default(),
+        )
+    }
+
+    fn sts(external_id: Option<&str>) -> MemorySts {
+        MemorySts::new(EXECUTION)
+            .with_role(
+                PRINCIPAL,
+                FakeRole {
+                    trusted: vec!["arn:aws:iam::123456789012:role/connector-api-role".into()],
+                    ..FakeRole::default()
+                },
+            )
+            .with_role(
+                ROLE,
+                FakeRole {
+                    trusted: vec![PRINCIPAL.into()],
+                    external_id: external_id.map(str::to_owned),
+                    web_identity_token: None,
+                },
+            )
+    }
+
+    #[tokio::test]
+    async fn the_probe_tells_a_refusing_role_from_an_accepting_one() {
+        let c = connector("exports/");
+        assert!(
+            !broker(&sts(Some(EXTERNAL_ID)))
+                .accepts_wrong_external_id(&c, ROLE)
+                .await
+                .unwrap()
+        );
+        assert!(
+            broker(&sts(None))
+                .accepts_wrong_external_id(&c, ROLE)
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_denied_principal_hop_proves_nothing_about_the_role() {
+        let sts = sts(Some(EXTERNAL_ID));
+        sts.refuse_next(
+            PRINCIPAL,
+            sts_error("AssumeRole", "AccessDenied", 403, "no"),
+        );
+        let probe = broker(&sts)
+            .accepts_wrong_external_id(&connector("exports/"), ROLE)
+            .await;
+        let e = probe.expect_err("unproven, not refused");
+        assert_eq!(e.operation, PLATFORM_ASSUME_ROLE);
+        // The role itself was never asked.
+        assert!(sts.requests().iter().all(|r| r.role_arn == PRINCIPAL));
+    }
+
+    #[tokio::test]
+    async fn a_run_gets_no_session_from_a_role_that_ignores_the_external_id() {
+        let c = connector("exports/");
+        let run = broker(&sts(None)).obtain(&c, SessionPurpose::Run).await;
+        assert!(
+            matches!(run, Err(CredentialError::ExternalIdNotEnforced { .. })),
+            "{run:?}"
+        );
+        let ok = broker(&sts(Some(EXTERNAL_ID)))
+            .obtain(&c, SessionPurpose::Run)
+            .await
+            .unwrap();
+        assert!(ok.session_token().is_some());
+    }
+
+    #[tokio::test]
+    async fn sessions_are_chained_through_the_principal_with_the_connectors_policy() {
+        let sts = sts(Some(EXTERNAL_ID));
+        broker(&sts)
+            .obtain(&connector("exports/"), SessionPurpose::Validation)
+            .await
+            .unwrap();
+        let requests = sts.requests();
+        let roles: Vec<&str> = requests.iter().map(|r| r.role_arn.as_str()).collect();
+        assert_eq!(roles, [PRINCIPAL, ROLE]);
+        let customer = &requests[1];
+        assert_eq!(customer.external_id.as_deref(), Some(EXTERNAL_ID));
+        assert_eq!(customer.duration_seconds, 900);
+        assert!(
+            customer
+                .policy
+                .as_deref()
+                .unwrap()
+                .contains("acme-data/exports/")
+        );
+    }
+}

@@ -7,23 +7,76 @@ use serde::{Deserialize, Serialize};
 use super::connector::{AuthMode, Connector, Direction};
 use super::rules;
 
-/// Every check, in the order it runs and is reported. Stable: clients key on these ids.
-pub const CHECK_IDS: &[&str] = &[
-    "config",
-    "credentials",
-    "external_id_enforced",
-    "bucket_exists",
-    "bucket_region",
-    "list",
-    "write",
-    "multipart",
-    "read",
-    "delete",
-    "source_read",
-    "move",
-    "challenge_file",
-    "bucket_settings",
-];
+/// Every check, in the order it runs and is reported. The snake_case names are stable: clients
+/// key on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckId {
+    Config,
+    Credentials,
+    ExternalIdEnforced,
+    BucketExists,
+    BucketRegion,
+    List,
+    Write,
+    Multipart,
+    Read,
+    Delete,
+    SourceRead,
+    Move,
+    ChallengeFile,
+    BucketSettings,
+}
+
+impl CheckId {
+    /// All checks in report order.
+    pub const ALL: [CheckId; 14] = [
+        CheckId::Config,
+        CheckId::Credentials,
+        CheckId::ExternalIdEnforced,
+        CheckId::BucketExists,
+        CheckId::BucketRegion,
+        CheckId::List,
+        CheckId::Write,
+        CheckId::Multipart,
+        CheckId::Read,
+        CheckId::Delete,
+        CheckId::SourceRead,
+        CheckId::Move,
+        CheckId::ChallengeFile,
+        CheckId::BucketSettings,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckId::Config => "config",
+            CheckId::Credentials => "credentials",
+            CheckId::ExternalIdEnforced => "external_id_enforced",
+            CheckId::BucketExists => "bucket_exists",
+            CheckId::BucketRegion => "bucket_region",
+            CheckId::List => "list",
+            CheckId::Write => "write",
+            CheckId::Multipart => "multipart",
+            CheckId::Read => "read",
+            CheckId::Delete => "delete",
+            CheckId::SourceRead => "source_read",
+            CheckId::Move => "move",
+            CheckId::ChallengeFile => "challenge_file",
+            CheckId::BucketSettings => "bucket_settings",
+        }
+    }
+
+    /// The checks after this one, in report order (what a failed gate skips).
+    pub fn after(self) -> impl Iterator<Item = CheckId> {
+        CheckId::ALL.into_iter().filter(move |id| *id > self)
+    }
+}
+
+impl std::fmt::Display for CheckId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Folder (under the connector's prefix) of the objects validation writes and removes.
 /// `Connector::is_service_object` recognises it, so ingest can skip test objects.
@@ -40,7 +93,7 @@ pub enum CheckStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckResult {
-    pub id: String,
+    pub id: CheckId,
     pub status: CheckStatus,
     pub duration_ms: u64,
     pub aws_error_code: Option<String>,
@@ -49,9 +102,9 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
-    pub fn new(id: &str, status: CheckStatus, message: impl Into<String>) -> Self {
+    pub fn new(id: CheckId, status: CheckStatus, message: impl Into<String>) -> Self {
         Self {
-            id: id.to_owned(),
+            id,
             status,
             duration_ms: 0,
             aws_error_code: None,
@@ -60,22 +113,22 @@ impl CheckResult {
         }
     }
 
-    pub fn pass(id: &str, message: impl Into<String>) -> Self {
+    pub fn pass(id: CheckId, message: impl Into<String>) -> Self {
         Self::new(id, CheckStatus::Pass, message)
     }
 
-    pub fn skip(id: &str, reason: impl Into<String>) -> Self {
+    pub fn skip(id: CheckId, reason: impl Into<String>) -> Self {
         Self::new(id, CheckStatus::Skip, reason)
     }
 
-    pub fn fail(id: &str, message: impl Into<String>, remediation: impl Into<String>) -> Self {
+    pub fn fail(id: CheckId, message: impl Into<String>, remediation: impl Into<String>) -> Self {
         Self {
             remediation: Some(remediation.into()),
             ..Self::new(id, CheckStatus::Fail, message)
         }
     }
 
-    pub fn warn(id: &str, message: impl Into<String>, remediation: impl Into<String>) -> Self {
+    pub fn warn(id: CheckId, message: impl Into<String>, remediation: impl Into<String>) -> Self {
         Self {
             remediation: Some(remediation.into()),
             ..Self::new(id, CheckStatus::Warn, message)
@@ -106,19 +159,19 @@ pub struct ValidationReport {
 }
 
 impl ValidationReport {
-    /// Orders the checks by `CHECK_IDS`, adds a `skip` for any check that did not report, and
-    /// passes only when nothing failed (warnings do not block).
+    /// Orders the checks by `CheckId::ALL`, adds a `skip` for any check that did not report,
+    /// and passes only when nothing failed (warnings do not block).
     pub fn from_checks(
         mut checks: Vec<CheckResult>,
         validated_at: DateTime<Utc>,
         bucket_region: Option<String>,
     ) -> Self {
-        for id in CHECK_IDS {
-            if !checks.iter().any(|c| c.id == *id) {
+        for id in CheckId::ALL {
+            if !checks.iter().any(|c| c.id == id) {
                 checks.push(CheckResult::skip(id, "not run"));
             }
         }
-        checks.sort_by_key(|c| CHECK_IDS.iter().position(|id| *id == c.id));
+        checks.sort_by_key(|c| c.id);
         let failed = checks.iter().any(|c| c.status == CheckStatus::Fail);
         Self {
             status: if failed {
@@ -132,7 +185,7 @@ impl ValidationReport {
         }
     }
 
-    pub fn check(&self, id: &str) -> Option<&CheckResult> {
+    pub fn check(&self, id: CheckId) -> Option<&CheckResult> {
         self.checks.iter().find(|c| c.id == id)
     }
 }
@@ -184,7 +237,7 @@ pub fn objects_arn(c: &Connector, prefix: &str) -> String {
 
 /// The confused-deputy probe: AssumeRole with a wrong ExternalId must be refused.
 pub fn external_id_probe(c: &Connector, wrong_id_accepted: bool) -> CheckResult {
-    const ID: &str = "external_id_enforced";
+    const ID: CheckId = CheckId::ExternalIdEnforced;
     if wrong_id_accepted {
         CheckResult::fail(
             ID,
@@ -201,7 +254,7 @@ pub fn external_id_probe(c: &Connector, wrong_id_accepted: bool) -> CheckResult 
 
 /// Compares the bucket's actual region with the connector's.
 pub fn region_check(c: &Connector, actual: Option<&str>) -> CheckResult {
-    const ID: &str = "bucket_region";
+    const ID: CheckId = CheckId::BucketRegion;
     match actual {
         None => CheckResult::warn(
             ID,
@@ -230,7 +283,7 @@ pub struct BucketSettings {
 }
 
 pub fn bucket_settings_check(c: &Connector, s: &BucketSettings) -> CheckResult {
-    const ID: &str = "bucket_settings";
+    const ID: CheckId = CheckId::BucketSettings;
     let mut findings = Vec::new();
     let mut remedies = Vec::new();
     let mut unread = Vec::new();

@@ -6,6 +6,7 @@ use super::*;
 use shared::adapters::dynamodb::DynamoConnectorStore;
 use shared::adapters::secrets_manager::SecretsManagerStore;
 use shared::domain::setup::PlatformIdentity;
+use shared::validation::Validator;
 
 fn event_text(name: &str) -> String {
     let path = format!(
@@ -21,14 +22,14 @@ fn event(name: &str) -> Request {
 
 /// The real adapters, pointed at an address nothing listens on: the cases below must answer
 /// before any AWS call, and would fail loudly if one were made.
-fn app() -> App<DynamoConnectorStore, SecretsManagerStore> {
+fn app() -> App<DynamoConnectorStore, SecretsManagerStore, impl shared::validation::Validate> {
     let sdk = aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url("http://127.0.0.1:9")
         .build();
     let broker = shared::credentials::CredentialBroker::new(
-        &sdk,
+        shared::adapters::sts::StsTokens::new(&sdk),
         SecretsManagerStore::new(shared::aws::secrets_client(&sdk)),
         "arn:aws:iam::123456789012:role/connector-access".into(),
         shared::credentials::TokenSource::None,
@@ -36,6 +37,7 @@ fn app() -> App<DynamoConnectorStore, SecretsManagerStore> {
     );
     let validator = Validator::new(
         std::sync::Arc::new(broker),
+        shared::adapters::s3::S3Storage::new(&sdk),
         std::time::Duration::from_secs(1),
     );
     let service = ConnectorService::new(

@@ -27,23 +27,27 @@ fn report_orders_checks_fills_gaps_and_only_fails_on_fail() {
     let cases: Vec<(Vec<CheckResult>, ValidationStatus)> = vec![
         (
             vec![
-                CheckResult::pass("write", "ok"),
-                CheckResult::pass("config", "ok"),
+                CheckResult::pass(CheckId::Write, "ok"),
+                CheckResult::pass(CheckId::Config, "ok"),
             ],
             ValidationStatus::Active,
         ),
         (
-            vec![CheckResult::warn("bucket_settings", "versioning", "x")],
+            vec![CheckResult::warn(
+                CheckId::BucketSettings,
+                "versioning",
+                "x",
+            )],
             ValidationStatus::Active,
         ),
         (
-            vec![CheckResult::skip("move", "n/a")],
+            vec![CheckResult::skip(CheckId::Move, "n/a")],
             ValidationStatus::Active,
         ),
         (
             vec![
-                CheckResult::pass("config", "ok"),
-                CheckResult::fail("delete", "denied", "grant"),
+                CheckResult::pass(CheckId::Config, "ok"),
+                CheckResult::fail(CheckId::Delete, "denied", "grant"),
             ],
             ValidationStatus::Failed,
         ),
@@ -51,8 +55,8 @@ fn report_orders_checks_fills_gaps_and_only_fails_on_fail() {
     for (checks, expected) in cases {
         let report = ValidationReport::from_checks(checks.clone(), when, None);
         assert_eq!(report.status, expected, "{checks:?}");
-        let ids: Vec<&str> = report.checks.iter().map(|c| c.id.as_str()).collect();
-        assert_eq!(ids, CHECK_IDS, "every check reported once, in order");
+        let ids: Vec<CheckId> = report.checks.iter().map(|c| c.id).collect();
+        assert_eq!(ids, CheckId::ALL, "every check reported once, in order");
     }
 }
 
@@ -212,4 +216,46 @@ fn only_bucket_policy_connectors_need_the_challenge_file() {
         json!({"mode": "bucket_policy"})
     )));
     assert!(!challenge_required(&role()));
+}
+
+#[test]
+fn check_ids_keep_the_names_clients_key_on() {
+    // The wire names are a contract: a rename here breaks clients and stored reports.
+    let names: Vec<String> = CheckId::ALL
+        .iter()
+        .map(|id| {
+            serde_json::to_value(id)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "config",
+            "credentials",
+            "external_id_enforced",
+            "bucket_exists",
+            "bucket_region",
+            "list",
+            "write",
+            "multipart",
+            "read",
+            "delete",
+            "source_read",
+            "move",
+            "challenge_file",
+            "bucket_settings",
+        ]
+    );
+    for id in CheckId::ALL {
+        assert_eq!(id.as_str(), serde_json::to_value(id).unwrap());
+        assert_eq!(id.to_string(), id.as_str());
+    }
+    let after: Vec<CheckId> = CheckId::BucketRegion.after().collect();
+    assert_eq!(after.first(), Some(&CheckId::List));
+    assert_eq!(after.len(), 9);
+    assert_eq!(CheckId::BucketSettings.after().count(), 0);
 }

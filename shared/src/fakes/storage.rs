@@ -1,0 +1,650 @@
+//! An in-memory S3 behind the storage ports: buckets with regions, objects with the headers
+//! they were written with, multipart uploads, bucket settings, a log of every call, and faults
+//! a test injects per operation and key prefix (AccessDenied, SlowDown, NoSuchBucket, a hang)
+//! — the paths an emulator cannot produce.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+
+use crate::domain::checks::BucketSettings;
+use crate::error::AwsCallError;
+use crate::ports::{
+    CustomerStorage, HeadBucketError, ListedObject, Listing, ObjectInfo, ObjectStore,
+    PendingUpload, UploadedPart, WriteOptions,
+};
+
+/// The S3 operations of the port, for faults and the call log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    HeadBucket,
+    BucketLocation,
+    HeadObject,
+    List,
+    Get,
+    Put,
+    CreateUpload,
+    UploadPart,
+    ListParts,
+    CompleteUpload,
+    AbortUpload,
+    ListUploads,
+    Copy,
+    Delete,
+    Settings,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::HeadBucket => "HeadBucket",
+            Op::BucketLocation => "GetBucketLocation",
+            Op::HeadObject => "HeadObject",
+            Op::List => "ListObjectsV2",
+            Op::Get => "GetObject",
+            Op::Put => "PutObject",
+            Op::CreateUpload => "CreateMultipartUpload",
+            Op::UploadPart => "UploadPart",
+            Op::ListParts => "ListParts",
+            Op::CompleteUpload => "CompleteMultipartUpload",
+            Op::AbortUpload => "AbortMultipartUpload",
+            Op::ListUploads => "ListMultipartUploads",
+            Op::Copy => "CopyObject",
+            Op::Delete => "DeleteObject",
+            Op::Settings => "GetBucket*",
+        }
+    }
+
+    /// Operations that change the bucket.
+    pub fn writes(self) -> bool {
+        matches!(
+            self,
+            Op::Put
+                | Op::CreateUpload
+                | Op::UploadPart
+                | Op::CompleteUpload
+                | Op::AbortUpload
+                | Op::Copy
+                | Op::Delete
+        )
+    }
+}
+
+/// What an injected fault answers.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    AccessDenied,
+    SlowDown,
+    NoSuchBucket,
+    /// A KMS refusal, as S3 passes it on.
+    KmsDenied,
+    /// No answer for this long (tests run with paused time).
+    Hang(Duration),
+    Error(AwsCallError),
+}
+
+impl Fault {
+    fn error(&self, op: Op) -> AwsCallError {
+        let (code, status, retryable, message) = match self {
+            Fault::AccessDenied => ("AccessDenied", 403, false, "Access Denied"),
+            Fault::SlowDown => ("SlowDown", 503, true, "Please reduce your request rate."),
+            Fault::NoSuchBucket => (
+                "NoSuchBucket",
+                404,
+                false,
+                "The specified bucket does not exist",
+            ),
+            Fault::KmsDenied => (
+                "KMS.AccessDeniedException",
+                403,
+                false,
+                "not authorized to perform kms:GenerateDataKey",
+            ),
+            Fault::Hang(_) => ("RequestTimeout", 400, true, "timed out"),
+            Fault::Error(e) => return e.clone(),
+        };
+        AwsCallError {
+            service: "s3",
+            operation: op.name(),
+            code: Some(code.to_owned()),
+            message: message.to_owned(),
+            http_status: Some(status),
+            retryable,
+        }
+    }
+}
+
+struct Rule {
+    op: Op,
+    key_prefix: String,
+    fault: Fault,
+    /// `None`: every time.
+    remaining: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub body: Vec<u8>,
+    pub options: WriteOptions,
+    pub e_tag: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Upload {
+    pub key: String,
+    pub options: WriteOptions,
+    pub parts: BTreeMap<i32, (String, Vec<u8>)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeBucket {
+    pub region: String,
+    pub objects: BTreeMap<String, StoredObject>,
+    pub uploads: BTreeMap<String, Upload>,
+    pub settings: BucketSettings,
+}
+
+/// One call as the fake saw it: the operation, its key (or prefix), and whose credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub op: Op,
+    pub bucket: String,
+    pub key: String,
+    pub access_key_id: String,
+}
+
+#[derive(Default)]
+struct State {
+    buckets: BTreeMap<String, FakeBucket>,
+    rules: Vec<Rule>,
+    calls: Vec<Call>,
+    next_id: u64,
+}
+
+/// Cloning shares the state: hand one clone to the code under test, keep one to inspect.
+#[derive(Clone, Default)]
+pub struct MemoryStorage {
+    state: Arc<Mutex<State>>,
+}
+
+impl MemoryStorage {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an empty bucket with no versioning, lock, requester pays or ownership controls.
+    pub fn with_bucket(self, name: &str, region: &str) -> Self {
+        self.lock().buckets.insert(
+            name.to_owned(),
+            FakeBucket {
+                region: region.to_owned(),
+                objects: BTreeMap::new(),
+                uploads: BTreeMap::new(),
+                settings: BucketSettings {
+                    versioning: Some(false),
+                    object_lock: Some(false),
+                    requester_pays: Some(false),
+                    owner_enforced: Some(false),
+                },
+            },
+        );
+        self
+    }
+
+    /// A customer's file, as if they uploaded it.
+    pub fn put_object(&self, bucket: &str, key: &str, body: &[u8]) {
+        let mut state = self.lock();
+        let e_tag = format!("\"{}\"", state.next_id);
+        state.next_id += 1;
+        state
+            .buckets
+            .get_mut(bucket)
+            .expect("bucket exists")
+            .objects
+            .insert(
+                key.to_owned(),
+                StoredObject {
+                    body: body.to_vec(),
+                    options: WriteOptions::default(),
+                    e_tag,
+                },
+            );
+    }
+
+    pub fn set_settings(&self, bucket: &str, settings: BucketSettings) {
+        self.lock()
+            .buckets
+            .get_mut(bucket)
+            .expect("bucket exists")
+            .settings = settings;
+    }
+
+    /// Every call of `op` on a key starting with `key_prefix` ("" for all) answers `fault`.
+    pub fn fail(&self, op: Op, key_prefix: &str, fault: Fault) {
+        self.add_rule(op, key_prefix, fault, None);
+    }
+
+    /// The next `times` such calls answer `fault`; later ones succeed.
+    pub fn fail_times(&self, op: Op, key_prefix: &str, fault: Fault, times: u32) {
+        self.add_rule(op, key_prefix, fault, Some(times));
+    }
+
+    fn add_rule(&self, op: Op, key_prefix: &str, fault: Fault, remaining: Option<u32>) {
+        self.lock().rules.push(Rule {
+            op,
+            key_prefix: key_prefix.to_owned(),
+            fault,
+            remaining,
+        });
+    }
+
+    pub fn bucket(&self, name: &str) -> Option<FakeBucket> {
+        self.lock().buckets.get(name).cloned()
+    }
+
+    /// The keys in a bucket, in order.
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        self.bucket(bucket)
+            .map(|b| b.objects.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("not poisoned")
+    }
+}
+
+impl CustomerStorage for MemoryStorage {
+    type Store = MemoryBucket;
+
+    fn open(
+        &self,
+        credentials: SharedCredentialsProvider,
+        bucket: &str,
+        _region: &str,
+    ) -> MemoryBucket {
+        MemoryBucket {
+            storage: self.clone(),
+            bucket: bucket.to_owned(),
+            credentials,
+        }
+    }
+}
+
+/// One bucket of a [`MemoryStorage`], opened with a connector's credentials.
+pub struct MemoryBucket {
+    storage: MemoryStorage,
+    bucket: String,
+    credentials: SharedCredentialsProvider,
+}
+
+impl MemoryBucket {
+    /// Logs the call, then answers an injected fault, expired credentials or a missing bucket
+    /// before the operation itself runs.
+    async fn begin(&self, op: Op, key: &str) -> Result<(), AwsCallError> {
+        let credentials =
+            self.credentials
+                .provide_credentials()
+                .await
+                .map_err(|e| AwsCallError {
+                    service: "s3",
+                    operation: op.name(),
+                    code: None,
+                    message: format!("no credentials: {e}"),
+                    http_status: None,
+                    retryable: false,
+                })?;
+        let fault = {
+            let mut state = self.storage.lock();
+            state.calls.push(Call {
+                op,
+                bucket: self.bucket.clone(),
+                key: key.to_owned(),
+                access_key_id: credentials.access_key_id().to_owned(),
+            });
+            let rule = state
+                .rules
+                .iter_mut()
+                .find(|r| r.op == op && key.starts_with(&r.key_prefix) && r.remaining != Some(0));
+            match rule {
+                Some(rule) => {
+                    if let Some(n) = rule.remaining.as_mut() {
+                        *n -= 1;
+                    }
+                    Some(rule.fault.clone())
+                }
+                None => None,
+            }
+        };
+        if let Some(fault) = fault {
+            if let Fault::Hang(duration) = fault {
+                tokio::time::sleep(duration).await;
+            }
+            return Err(fault.error(op));
+        }
+        if credentials
+            .expiry()
+            .is_some_and(|at| at <= SystemTime::now())
+        {
+            return Err(AwsCallError {
+                service: "s3",
+                operation: op.name(),
+                code: Some("ExpiredToken".into()),
+                message: "The provided token has expired.".into(),
+                http_status: Some(400),
+                retryable: false,
+            });
+        }
+        if !self.storage.lock().buckets.contains_key(&self.bucket) {
+            let mut e = Fault::NoSuchBucket.error(op);
+            if op == Op::HeadBucket {
+                // HeadBucket has no body: a bare 404.
+                e.code = None;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn with_bucket<R>(&self, f: impl FnOnce(&mut FakeBucket, &mut u64) -> R) -> R {
+        let mut state = self.storage.lock();
+        let State {
+            buckets, next_id, ..
+        } = &mut *state;
+        f(
+            buckets.get_mut(&self.bucket).expect("checked in begin"),
+            next_id,
+        )
+    }
+
+    fn missing(op: Op, code: &str) -> AwsCallError {
+        AwsCallError {
+            service: "s3",
+            operation: op.name(),
+            code: (op != Op::HeadObject).then(|| code.to_owned()),
+            message: "not found".into(),
+            http_status: Some(404),
+            retryable: false,
+        }
+    }
+}
+
+impl ObjectStore for MemoryBucket {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn head_bucket(&self) -> Result<Option<String>, HeadBucketError> {
+        match self.begin(Op::HeadBucket, "").await {
+            Ok(()) => Ok(Some(self.with_bucket(|b, _| b.region.clone()))),
+            Err(error) => Err(HeadBucketError {
+                // S3 names the region of a bucket that exists, even when it refuses.
+                region: self.storage.bucket(&self.bucket).map(|b| b.region),
+                error,
+            }),
+        }
+    }
+
+    async fn bucket_location(&self) -> Result<String, AwsCallError> {
+        self.begin(Op::BucketLocation, "").await?;
+        Ok(self.with_bucket(|b, _| b.region.clone()))
+    }
+
+    async fn head_object(&self, key: &str) -> Result<ObjectInfo, AwsCallError> {
+        self.begin(Op::HeadObject, key).await?;
+        self.with_bucket(|b, _| b.objects.get(key).cloned())
+            .map(|o| ObjectInfo {
+                size: o.body.len() as u64,
+                e_tag: Some(o.e_tag),
+            })
+            .ok_or_else(|| Self::missing(Op::HeadObject, "NoSuchKey"))
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        max_keys: i32,
+        continuation: Option<&str>,
+    ) -> Result<Listing, AwsCallError> {
+        self.begin(Op::List, prefix).await?;
+        let max = usize::try_from(max_keys).unwrap_or(0).max(1);
+        Ok(self.with_bucket(|b, _| {
+            let mut matching = b
+                .objects
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .filter(|(k, _)| continuation.is_none_or(|after| k.as_str() > after));
+            let objects: Vec<ListedObject> = matching
+                .by_ref()
+                .take(max)
+                .map(|(k, o)| ListedObject {
+                    key: k.clone(),
+                    size: o.body.len() as u64,
+                })
+                .collect();
+            let more = matching.next().is_some();
+            Listing {
+                continuation: more
+                    .then(|| objects.last().map(|o| o.key.clone()))
+                    .flatten(),
+                objects,
+            }
+        }))
+    }
+
+    async fn get(&self, key: &str, range: Option<(u64, u64)>) -> Result<Vec<u8>, AwsCallError> {
+        self.begin(Op::Get, key).await?;
+        let body = self
+            .with_bucket(|b, _| b.objects.get(key).map(|o| o.body.clone()))
+            .ok_or_else(|| Self::missing(Op::Get, "NoSuchKey"))?;
+        Ok(match range {
+            None => body,
+            Some((first, last)) => {
+                let start = usize::try_from(first).unwrap_or(usize::MAX).min(body.len());
+                let end = usize::try_from(last.saturating_add(1))
+                    .unwrap_or(usize::MAX)
+                    .min(body.len());
+                body[start..end.max(start)].to_vec()
+            }
+        })
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        options: &WriteOptions,
+    ) -> Result<String, AwsCallError> {
+        self.begin(Op::Put, key).await?;
+        Ok(self.with_bucket(|b, next| {
+            let e_tag = format!("\"{next}\"");
+            *next += 1;
+            b.objects.insert(
+                key.to_owned(),
+                StoredObject {
+                    body,
+                    options: options.clone(),
+                    e_tag: e_tag.clone(),
+                },
+            );
+            e_tag
+        }))
+    }
+
+    async fn create_upload(
+        &self,
+        key: &str,
+        options: &WriteOptions,
+    ) -> Result<String, AwsCallError> {
+        self.begin(Op::CreateUpload, key).await?;
+        Ok(self.with_bucket(|b, next| {
+            let id = format!("upload-{next}");
+            *next += 1;
+            b.uploads.insert(
+                id.clone(),
+                Upload {
+                    key: key.to_owned(),
+                    options: options.clone(),
+                    parts: BTreeMap::new(),
+                },
+            );
+            id
+        }))
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        body: Vec<u8>,
+    ) -> Result<String, AwsCallError> {
+        self.begin(Op::UploadPart, key).await?;
+        self.with_bucket(|b, next| {
+            let upload = b
+                .uploads
+                .get_mut(upload_id)
+                .filter(|u| u.key == key)
+                .ok_or_else(|| Self::missing(Op::UploadPart, "NoSuchUpload"))?;
+            let e_tag = format!("\"part-{next}\"");
+            *next += 1;
+            upload.parts.insert(part_number, (e_tag.clone(), body));
+            Ok(e_tag)
+        })
+    }
+
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<UploadedPart>, AwsCallError> {
+        self.begin(Op::ListParts, key).await?;
+        self.with_bucket(|b, _| {
+            let upload = b
+                .uploads
+                .get(upload_id)
+                .filter(|u| u.key == key)
+                .ok_or_else(|| Self::missing(Op::ListParts, "NoSuchUpload"))?;
+            Ok(upload
+                .parts
+                .iter()
+                .map(|(n, (e_tag, _))| UploadedPart {
+                    part_number: *n,
+                    e_tag: e_tag.clone(),
+                })
+                .collect())
+        })
+    }
+
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> Result<(), AwsCallError> {
+        self.begin(Op::CompleteUpload, key).await?;
+        self.with_bucket(|b, next| {
+            let upload = b
+                .uploads
+                .get(upload_id)
+                .filter(|u| u.key == key)
+                .ok_or_else(|| Self::missing(Op::CompleteUpload, "NoSuchUpload"))?;
+            let mut body = Vec::new();
+            for part in parts {
+                match upload.parts.get(&part.part_number) {
+                    Some((e_tag, bytes)) if *e_tag == part.e_tag => body.extend_from_slice(bytes),
+                    _ => {
+                        return Err(AwsCallError {
+                            code: Some("InvalidPart".into()),
+                            http_status: Some(400),
+                            ..Self::missing(Op::CompleteUpload, "InvalidPart")
+                        });
+                    }
+                }
+            }
+            let upload = b.uploads.remove(upload_id).expect("present");
+            let e_tag = format!("\"{next}-{}\"", parts.len());
+            *next += 1;
+            b.objects.insert(
+                key.to_owned(),
+                StoredObject {
+                    body,
+                    options: upload.options,
+                    e_tag,
+                },
+            );
+            Ok(())
+        })
+    }
+
+    async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), AwsCallError> {
+        self.begin(Op::AbortUpload, key).await?;
+        self.with_bucket(|b, _| match b.uploads.get(upload_id) {
+            Some(u) if u.key == key => {
+                b.uploads.remove(upload_id);
+                Ok(())
+            }
+            _ => Err(Self::missing(Op::AbortUpload, "NoSuchUpload")),
+        })
+    }
+
+    async fn list_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, AwsCallError> {
+        self.begin(Op::ListUploads, prefix).await?;
+        Ok(self.with_bucket(|b, _| {
+            b.uploads
+                .iter()
+                .filter(|(_, u)| u.key.starts_with(prefix))
+                .map(|(id, u)| PendingUpload {
+                    key: u.key.clone(),
+                    upload_id: id.clone(),
+                })
+                .collect()
+        }))
+    }
+
+    async fn copy(
+        &self,
+        source_key: &str,
+        target_key: &str,
+        options: &WriteOptions,
+    ) -> Result<(), AwsCallError> {
+        self.begin(Op::Copy, target_key).await?;
+        self.with_bucket(|b, next| {
+            let source = b
+                .objects
+                .get(source_key)
+                .cloned()
+                .ok_or_else(|| Self::missing(Op::Copy, "NoSuchKey"))?;
+            let e_tag = format!("\"{next}\"");
+            *next += 1;
+            b.objects.insert(
+                target_key.to_owned(),
+                StoredObject {
+                    body: source.body,
+                    options: options.clone(),
+                    e_tag,
+                },
+            );
+            Ok(())
+        })
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), AwsCallError> {
+        self.begin(Op::Delete, key).await?;
+        self.with_bucket(|b, _| b.objects.remove(key));
+        Ok(())
+    }
+
+    async fn settings(&self) -> BucketSettings {
+        match self.begin(Op::Settings, "").await {
+            Ok(()) => self.with_bucket(|b, _| b.settings.clone()),
+            Err(_) => BucketSettings::default(),
+        }
+    }
+}
