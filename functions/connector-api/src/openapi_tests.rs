@@ -5,13 +5,14 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
-use shared::domain::connector::{Connector, ConnectorView};
+use shared::domain::connector::Connector;
 use shared::domain::field::FieldError;
 use shared::domain::rules;
 use shared::domain::setup::{self, PlatformIdentity};
 use shared::domain::spec::{self, AuthSpec, ConnectorSpec};
 
 use crate::routes::ROUTES;
+use crate::views::ConnectorView;
 
 const DOCUMENT: &str = include_str!("../../../docs/openapi.json");
 
