@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use shared::domain::checks::ValidationReport;
 use shared::domain::connector::{
     Auth, Connector, ConnectorStatus, Direction, ExportOptions, IngestOptions,
 };
@@ -55,6 +56,7 @@ pub struct ConnectorView {
     pub auth: AuthView,
     pub external_id: String,
     pub challenge_file: String,
+    /// The schedule as written (also when it breaks today's rules: validation says so).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -67,7 +69,7 @@ pub struct ConnectorView {
     pub ingest: Option<IngestOptions>,
     pub status: ConnectorStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub validation: Option<serde_json::Value>,
+    pub validation: Option<ValidationReport>,
     pub version: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -87,7 +89,7 @@ impl From<&Connector> for ConnectorView {
             auth: AuthView::from(&c.auth),
             external_id: c.external_id.clone(),
             challenge_file: c.challenge_file.clone(),
-            schedule: c.schedule.clone(),
+            schedule: c.schedule().map(|s| s.text().to_owned()),
             next_run_at: c.next_run_at,
             export: c.export_options().cloned(),
             key_examples: c.key_examples(),
