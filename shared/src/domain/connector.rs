@@ -964,3 +964,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod stored_tests;
