@@ -107,3 +107,6 @@ impl From<&Connector> for ConnectorView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
