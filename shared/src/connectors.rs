@@ -5,7 +5,7 @@ use chrono::Utc;
 use serde_json::Value;
 
 use crate::domain::checks::{ValidationReport, ValidationStatus};
-use crate::domain::connector::{Auth, Connector, ConnectorStatus, Direction};
+use crate::domain::connector::{Auth, Connector, ConnectorStatus, Direction, Parsed};
 use crate::domain::field::FieldError;
 use crate::domain::platform::OwnResources;
 use crate::domain::rules;
@@ -97,17 +97,14 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
             tenant_id: tenant_id.to_owned(),
             connector_id,
             name: spec.name.clone(),
-            direction: spec.direction,
             bucket: spec.bucket.clone(),
             region: spec.region.clone(),
             prefix: spec.prefix.clone(),
             auth,
             external_id: rules::generate_external_id(),
             challenge_file: format!("connector-challenge-{}.txt", rules::generate_token(32)),
-            next_run_at: next_run(spec.schedule.as_deref()),
-            schedule: spec.schedule.clone(),
-            export: spec.export.clone(),
-            ingest: spec.ingest.clone(),
+            next_run_at: next_run(spec.schedule()),
+            flow: spec.flow.clone(),
             status: ConnectorStatus::PendingValidation,
             validation: None,
             due_shard: None,
@@ -214,17 +211,15 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
             || auth != current.auth
             || encryption_changed(&current, &spec)
             || move_dirs_changed(&current, &spec);
-        if spec.schedule != current.schedule {
-            updated.next_run_at = next_run(spec.schedule.as_deref());
+        if spec.schedule().map(Parsed::text) != current.schedule().map(Parsed::text) {
+            updated.next_run_at = next_run(spec.schedule());
         }
         updated.name = spec.name.clone();
         updated.bucket = spec.bucket.clone();
         updated.region = spec.region.clone();
         updated.prefix = spec.prefix.clone();
         updated.auth = auth;
-        updated.schedule = spec.schedule.clone();
-        updated.export = spec.export.clone();
-        updated.ingest = spec.ingest.clone();
+        updated.flow = spec.flow.clone();
         if material_change {
             updated.status = ConnectorStatus::PendingValidation;
         }
@@ -373,10 +368,10 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
             ValidationStatus::Active => ConnectorStatus::Active,
             ValidationStatus::Failed => ConnectorStatus::Failed,
         };
-        updated.validation = Some(serde_json::to_value(&report).expect("report serializes"));
+        updated.validation = Some(report.clone());
         let now = Utc::now();
         if updated.next_run_at.is_none_or(|at| at < now) {
-            updated.next_run_at = next_run(updated.schedule.as_deref());
+            updated.next_run_at = next_run(updated.schedule());
         }
         updated.version = current.version + 1;
         updated.updated_at = now;
@@ -459,7 +454,7 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
                             spec.prefix,
                             other.connector_id,
                             other.name,
-                            direction_word(other.direction),
+                            direction_word(other.direction()),
                             other.bucket,
                             other.prefix
                         ),
@@ -583,19 +578,20 @@ fn secret_name_part(tenant_id: &str) -> String {
         .collect()
 }
 
-fn next_run(schedule: Option<&str>) -> Option<chrono::DateTime<Utc>> {
-    Schedule::parse(schedule?).ok()?.next_after(Utc::now())
+/// The next run of a schedule; none for ingest or while the stored schedule is stale.
+fn next_run(schedule: Option<&Parsed<Schedule>>) -> Option<chrono::DateTime<Utc>> {
+    schedule?.valid()?.next_after(Utc::now())
 }
 
 fn encryption_changed(current: &Connector, spec: &ConnectorSpec) -> bool {
-    current.export.as_ref().map(|e| &e.encryption) != spec.export.as_ref().map(|e| &e.encryption)
+    current.export_options().map(|e| &e.encryption) != spec.export_options().map(|e| &e.encryption)
 }
 
 fn move_dirs_changed(current: &Connector, spec: &ConnectorSpec) -> bool {
     let dirs = |i: Option<&crate::domain::connector::IngestOptions>| {
         i.map(|i| (i.success_dir.clone(), i.failed_dir.clone()))
     };
-    dirs(current.ingest.as_ref()) != dirs(spec.ingest.as_ref())
+    dirs(current.ingest_options()) != dirs(spec.ingest_options())
 }
 
 fn direction_word(direction: Direction) -> &'static str {

@@ -8,13 +8,13 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 use shared::connectors::{ConnectorService, ServiceError};
-use shared::domain::connector::ConnectorView;
 use shared::domain::field::FieldError;
 use shared::error::{SecretError, StoreError};
 use shared::ports::{ConnectorStore, SecretStore};
 use shared::validation::Validate;
 
 use crate::routes::{self, Action, RouteError};
+use crate::views::ConnectorView;
 
 /// Larger bodies are refused before parsing: a connector is a few KiB even with a PGP key.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -19,6 +19,7 @@ mod handler;
 mod openapi_tests;
 mod routes;
 mod strict_json;
+mod views;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -1,9 +1,12 @@
-//! The connector as stored, and the view of it the API returns.
+//! The connector as stored: one item of the connectors table (docs/dynamodb.md). The API's view
+//! of it lives in the `connector-api` function.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::checks::ValidationReport;
 use super::key_template::KeyTemplate;
+use super::schedule::Schedule;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -122,23 +125,222 @@ pub enum QuoteMode {
     Never,
 }
 
-/// Delimited-text settings exist only for csv/tsv/psv; `None` everywhere else.
+/// How files are written (export) or read (ingest). Delimited-text settings exist only for
+/// csv/tsv/psv, with every default resolved by the spec parser.
+///
+/// Serialised flat, as it always was: `{"type": "csv", "delimiter": ",", "quote": "necessary",
+/// "quote_char": "\"", "escape_char": "\"", "header": true, "null_value": ""}` for delimited text
+/// (all six settings present), `{"type": "jsonl"}` or `{"type": "parquet"}` otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileFormat {
+#[serde(try_from = "FormatRecord", into = "FormatRecord")]
+pub enum FileFormat {
+    Delimited(DelimitedFormat),
+    Jsonl,
+    Parquet,
+}
+
+/// Settings of a csv, tsv or psv file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelimitedFormat {
+    pub dialect: Dialect,
+    pub quote: QuoteMode,
+    pub quote_char: char,
+    pub escape_char: char,
+    pub header: bool,
+    /// How a null is written (and recognised); "" by default.
+    pub null_value: String,
+}
+
+/// The kind of delimited text: only csv may choose its delimiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Csv {
+        delimiter: char,
+    },
+    /// Always tab-separated.
+    Tsv,
+    /// Always pipe-separated.
+    Psv,
+}
+
+impl Dialect {
+    pub fn kind(self) -> FormatKind {
+        match self {
+            Dialect::Csv { .. } => FormatKind::Csv,
+            Dialect::Tsv => FormatKind::Tsv,
+            Dialect::Psv => FormatKind::Psv,
+        }
+    }
+
+    pub fn delimiter(self) -> char {
+        match self {
+            Dialect::Csv { delimiter } => delimiter,
+            Dialect::Tsv => '\t',
+            Dialect::Psv => '|',
+        }
+    }
+}
+
+impl DelimitedFormat {
+    /// The parser's defaults for `dialect`: quote when necessary with `"` (which also escapes),
+    /// a header row, nulls as "".
+    pub fn defaults(dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            quote: QuoteMode::Necessary,
+            quote_char: '"',
+            escape_char: '"',
+            header: true,
+            null_value: String::new(),
+        }
+    }
+
+    pub fn delimiter(&self) -> char {
+        self.dialect.delimiter()
+    }
+}
+
+impl FileFormat {
+    pub fn kind(&self) -> FormatKind {
+        match self {
+            FileFormat::Delimited(d) => d.dialect.kind(),
+            FileFormat::Jsonl => FormatKind::Jsonl,
+            FileFormat::Parquet => FormatKind::Parquet,
+        }
+    }
+
+    /// The delimited-text settings; `None` for jsonl and parquet.
+    pub fn delimited(&self) -> Option<&DelimitedFormat> {
+        match self {
+            FileFormat::Delimited(d) => Some(d),
+            FileFormat::Jsonl | FileFormat::Parquet => None,
+        }
+    }
+}
+
+/// The stored and returned shape of a [`FileFormat`]: a kind plus the six delimited-text
+/// settings, which are absent for jsonl and parquet.
+#[derive(Serialize, Deserialize)]
+struct FormatRecord {
     #[serde(rename = "type")]
-    pub kind: FormatKind,
+    kind: FormatKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delimiter: Option<String>,
+    delimiter: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quote: Option<QuoteMode>,
+    quote: Option<QuoteMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quote_char: Option<String>,
+    quote_char: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub escape_char: Option<String>,
+    escape_char: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub header: Option<bool>,
+    header: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub null_value: Option<String>,
+    null_value: Option<String>,
+}
+
+impl From<FileFormat> for FormatRecord {
+    fn from(format: FileFormat) -> Self {
+        let kind = format.kind();
+        match format {
+            FileFormat::Delimited(d) => FormatRecord {
+                kind,
+                delimiter: Some(d.delimiter().to_string()),
+                quote: Some(d.quote),
+                quote_char: Some(d.quote_char.to_string()),
+                escape_char: Some(d.escape_char.to_string()),
+                header: Some(d.header),
+                null_value: Some(d.null_value),
+            },
+            FileFormat::Jsonl | FileFormat::Parquet => FormatRecord {
+                kind,
+                delimiter: None,
+                quote: None,
+                quote_char: None,
+                escape_char: None,
+                header: None,
+                null_value: None,
+            },
+        }
+    }
+}
+
+impl TryFrom<FormatRecord> for FileFormat {
+    type Error = String;
+
+    /// A setting missing from a delimited format takes the parser's default, as it would when
+    /// the connector is next patched; anything the parser could never have produced is refused.
+    fn try_from(r: FormatRecord) -> Result<Self, String> {
+        fn one_char(field: &str, value: &str) -> Result<char, String> {
+            let mut chars = value.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => Ok(c),
+                _ => Err(format!("format.{field} {value:?} is not one character")),
+            }
+        }
+        let delimited = |dialect: Dialect| -> Result<FileFormat, String> {
+            let defaults = DelimitedFormat::defaults(dialect);
+            let quote_char = match &r.quote_char {
+                Some(q) => one_char("quote_char", q)?,
+                None => defaults.quote_char,
+            };
+            let escape_char = match &r.escape_char {
+                Some(e) => one_char("escape_char", e)?,
+                None => quote_char,
+            };
+            Ok(FileFormat::Delimited(DelimitedFormat {
+                dialect,
+                quote: r.quote.unwrap_or(defaults.quote),
+                quote_char,
+                escape_char,
+                header: r.header.unwrap_or(defaults.header),
+                null_value: r.null_value.clone().unwrap_or(defaults.null_value),
+            }))
+        };
+        let delimiter = r
+            .delimiter
+            .as_deref()
+            .map(|d| one_char("delimiter", d))
+            .transpose()?;
+        match r.kind {
+            FormatKind::Csv => delimited(Dialect::Csv {
+                delimiter: delimiter.unwrap_or(','),
+            }),
+            FormatKind::Tsv | FormatKind::Psv => {
+                let dialect = if r.kind == FormatKind::Tsv {
+                    Dialect::Tsv
+                } else {
+                    Dialect::Psv
+                };
+                match delimiter {
+                    Some(d) if d != dialect.delimiter() => Err(format!(
+                        "format {} is always separated by {:?}, not {d:?}",
+                        r.kind.extension(),
+                        dialect.delimiter()
+                    )),
+                    _ => delimited(dialect),
+                }
+            }
+            FormatKind::Jsonl | FormatKind::Parquet => {
+                let has_delimited = r.delimiter.is_some()
+                    || r.quote.is_some()
+                    || r.quote_char.is_some()
+                    || r.escape_char.is_some()
+                    || r.header.is_some()
+                    || r.null_value.is_some();
+                if has_delimited {
+                    return Err(format!(
+                        "format {} has delimited-text settings",
+                        r.kind.extension()
+                    ));
+                }
+                Ok(if r.kind == FormatKind::Jsonl {
+                    FileFormat::Jsonl
+                } else {
+                    FileFormat::Parquet
+                })
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,7 +417,7 @@ pub struct ExportOptions {
     pub encryption: Encryption,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pgp_public_key: Option<String>,
-    pub key_template: String,
+    pub key_template: Parsed<KeyTemplate>,
     /// Empty exports every table of the tenant.
     #[serde(default)]
     pub tables: Vec<TableSelection>,
@@ -241,7 +443,7 @@ impl ExportOptions {
     pub fn file_extension(&self) -> String {
         let mut ext = format!(
             "{}{}",
-            self.format.kind.extension(),
+            self.format.kind().extension(),
             self.compression.extension_suffix()
         );
         if self.pgp_public_key.is_some() {
@@ -266,13 +468,147 @@ pub struct IngestOptions {
     pub failed_dir: Option<String>,
 }
 
+/// Text the service stores and re-reads (a schedule, a key template), held parsed.
+///
+/// The spec parser only ever builds [`Parsed::Valid`]. An item written under older, looser rules
+/// may hold text today's parser refuses: it still reads as [`Parsed::Stale`] (so the connector can
+/// be listed, shown, patched and deleted, and one such item never fails a listing or the
+/// `by-bucket` routing of other connectors), it never runs, and the `config` check of validation
+/// reports the rule it breaks, as it did when the text was re-parsed at every use. Either way it
+/// is stored and shown as the original text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed<T> {
+    Valid(T),
+    Stale {
+        text: String,
+        /// Why today's parser refuses `text`.
+        rule: String,
+    },
+}
+
+/// A value with a canonical text form that parses back to it.
+pub trait TextForm: Sized {
+    fn parse_text(text: &str) -> Result<Self, String>;
+    fn text(&self) -> &str;
+}
+
+impl TextForm for Schedule {
+    fn parse_text(text: &str) -> Result<Self, String> {
+        Schedule::parse(text)
+    }
+
+    fn text(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl TextForm for KeyTemplate {
+    fn parse_text(text: &str) -> Result<Self, String> {
+        KeyTemplate::parse(text).map_err(|rules| rules.join("; "))
+    }
+
+    fn text(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl<T: TextForm> Parsed<T> {
+    /// Parses stored text; text that no longer parses is kept as [`Parsed::Stale`].
+    pub fn from_text(text: String) -> Self {
+        match T::parse_text(&text) {
+            Ok(value) => Parsed::Valid(value),
+            Err(rule) => Parsed::Stale { text, rule },
+        }
+    }
+
+    /// The text as written (and stored).
+    pub fn text(&self) -> &str {
+        match self {
+            Parsed::Valid(value) => value.text(),
+            Parsed::Stale { text, .. } => text,
+        }
+    }
+
+    /// The parsed value; `None` when the stored text breaks today's rules.
+    pub fn valid(&self) -> Option<&T> {
+        match self {
+            Parsed::Valid(value) => Some(value),
+            Parsed::Stale { .. } => None,
+        }
+    }
+}
+
+impl<T> From<T> for Parsed<T> {
+    fn from(value: T) -> Self {
+        Parsed::Valid(value)
+    }
+}
+
+impl<T: TextForm> Serialize for Parsed<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.text())
+    }
+}
+
+impl<'de, T: TextForm> Deserialize<'de> for Parsed<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Parsed::from_text)
+    }
+}
+
+/// Which way data flows, with the settings of that way: an export has a schedule and export
+/// options, an ingest (run when files arrive) only its ingest options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Flow {
+    Export {
+        /// Always present: the spec parser defaults it (`rate(1 day)`) and never removes it.
+        schedule: Parsed<Schedule>,
+        options: ExportOptions,
+    },
+    Ingest(IngestOptions),
+}
+
+impl Flow {
+    pub fn direction(&self) -> Direction {
+        match self {
+            Flow::Export { .. } => Direction::Export,
+            Flow::Ingest(_) => Direction::Ingest,
+        }
+    }
+
+    pub fn schedule(&self) -> Option<&Parsed<Schedule>> {
+        match self {
+            Flow::Export { schedule, .. } => Some(schedule),
+            Flow::Ingest(_) => None,
+        }
+    }
+
+    pub fn export_options(&self) -> Option<&ExportOptions> {
+        match self {
+            Flow::Export { options, .. } => Some(options),
+            Flow::Ingest(_) => None,
+        }
+    }
+
+    pub fn ingest_options(&self) -> Option<&IngestOptions> {
+        match self {
+            Flow::Ingest(options) => Some(options),
+            Flow::Export { .. } => None,
+        }
+    }
+}
+
 /// A connector as stored in the connectors table (one item, keyed by tenant and id).
+///
+/// The item keeps its flat attributes (`direction`, `schedule`, `export`, `ingest`): it is
+/// (de)serialised through [`StoredConnector`], and an item whose blocks contradict its direction
+/// is refused as corrupt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredConnector", into = "StoredConnector")]
 pub struct Connector {
     pub tenant_id: String,
     pub connector_id: String,
     pub name: String,
-    pub direction: Direction,
     pub bucket: String,
     pub region: String,
     /// "" (bucket root) or a folder ending in `/`.
@@ -282,22 +618,13 @@ pub struct Connector {
     pub external_id: String,
     /// Name of the empty file the customer uploads at the prefix to prove ownership.
     pub challenge_file: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub export: Option<ExportOptions>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ingest: Option<IngestOptions>,
+    pub flow: Flow,
     pub status: ConnectorStatus,
     /// Last validation result, as returned by the validate endpoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validation: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationReport>,
     pub next_run_at: Option<DateTime<Utc>>,
     /// Sparse scheduling index (`by-due`): present only while the connector can run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_shard: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_at: Option<i64>,
     /// Optimistic-concurrency counter, bumped by every write.
     pub version: u64,
@@ -305,35 +632,182 @@ pub struct Connector {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The item's shape in the connectors table (and the only shape ever written): the flow as a
+/// `direction` plus its `schedule`, `export` or `ingest` attribute.
+#[derive(Serialize, Deserialize)]
+struct StoredConnector {
+    tenant_id: String,
+    connector_id: String,
+    name: String,
+    direction: Direction,
+    bucket: String,
+    region: String,
+    prefix: String,
+    auth: Auth,
+    external_id: String,
+    challenge_file: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    schedule: Option<Parsed<Schedule>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    export: Option<ExportOptions>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ingest: Option<IngestOptions>,
+    status: ConnectorStatus,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "readable_report"
+    )]
+    validation: Option<ValidationReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_run_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    due_shard: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    due_at: Option<i64>,
+    version: u64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// The last validation is a record of a past result, replaced by the next validation: one that
+/// no longer reads as a [`ValidationReport`] (say, a check id since retired) is dropped with a
+/// warning rather than making the whole connector unreadable.
+fn readable_report<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<ValidationReport>, D::Error> {
+    let raw = Option::<serde_json::Value>::deserialize(deserializer)?;
+    Ok(raw.filter(|v| !v.is_null()).and_then(|v| {
+        serde_json::from_value(v)
+            .map_err(|e| tracing::warn!(error = %e, "dropping an unreadable stored validation"))
+            .ok()
+    }))
+}
+
+impl From<Connector> for StoredConnector {
+    fn from(c: Connector) -> Self {
+        let direction = c.direction();
+        let (schedule, export, ingest) = match c.flow {
+            Flow::Export { schedule, options } => (Some(schedule), Some(options), None),
+            Flow::Ingest(options) => (None, None, Some(options)),
+        };
+        StoredConnector {
+            tenant_id: c.tenant_id,
+            connector_id: c.connector_id,
+            name: c.name,
+            direction,
+            bucket: c.bucket,
+            region: c.region,
+            prefix: c.prefix,
+            auth: c.auth,
+            external_id: c.external_id,
+            challenge_file: c.challenge_file,
+            schedule,
+            export,
+            ingest,
+            status: c.status,
+            validation: c.validation,
+            next_run_at: c.next_run_at,
+            due_shard: c.due_shard,
+            due_at: c.due_at,
+            version: c.version,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+impl TryFrom<StoredConnector> for Connector {
+    type Error = String;
+
+    fn try_from(s: StoredConnector) -> Result<Self, String> {
+        let flow = match (s.direction, s.schedule, s.export, s.ingest) {
+            (Direction::Export, Some(schedule), Some(options), None) => {
+                Flow::Export { schedule, options }
+            }
+            (Direction::Ingest, None, None, Some(options)) => Flow::Ingest(options),
+            (direction, schedule, export, ingest) => {
+                let present = |name: &'static str, here: bool| here.then_some(name);
+                let found: Vec<&str> = [
+                    present("schedule", schedule.is_some()),
+                    present("export", export.is_some()),
+                    present("ingest", ingest.is_some()),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                let wanted = match direction {
+                    Direction::Export => "schedule and export",
+                    Direction::Ingest => "ingest only",
+                };
+                return Err(format!(
+                    "connector {}: a {} connector needs {wanted}, the item has [{}]",
+                    s.connector_id,
+                    direction_name(direction),
+                    found.join(", ")
+                ));
+            }
+        };
+        Ok(Connector {
+            tenant_id: s.tenant_id,
+            connector_id: s.connector_id,
+            name: s.name,
+            bucket: s.bucket,
+            region: s.region,
+            prefix: s.prefix,
+            auth: s.auth,
+            external_id: s.external_id,
+            challenge_file: s.challenge_file,
+            flow,
+            status: s.status,
+            validation: s.validation,
+            next_run_at: s.next_run_at,
+            due_shard: s.due_shard,
+            due_at: s.due_at,
+            version: s.version,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        })
+    }
+}
+
+fn direction_name(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Export => "export",
+        Direction::Ingest => "ingest",
+    }
+}
+
 /// Number of partitions of the `by-due` index; a tick queries each. Spreads hot writes when many
 /// connectors share a schedule slot.
 pub const DUE_SHARDS: u32 = 8;
 
 impl Connector {
-    /// Which way data flows. Callers use this and the two accessors below rather than the
-    /// stored fields, so the representation can change behind them.
+    /// Which way data flows. Callers use this and the accessors below rather than matching
+    /// [`Flow`] where they need only one part of it.
     pub fn direction(&self) -> Direction {
-        self.direction
+        self.flow.direction()
     }
 
     /// The export settings of an export connector; `None` for ingest.
     pub fn export_options(&self) -> Option<&ExportOptions> {
-        self.export
-            .as_ref()
-            .filter(|_| self.direction == Direction::Export)
+        self.flow.export_options()
     }
 
     /// The ingest settings of an ingest connector; `None` for export.
     pub fn ingest_options(&self) -> Option<&IngestOptions> {
-        self.ingest
-            .as_ref()
-            .filter(|_| self.direction == Direction::Ingest)
+        self.flow.ingest_options()
+    }
+
+    /// The schedule of an export connector (always set); `None` for ingest.
+    pub fn schedule(&self) -> Option<&Parsed<Schedule>> {
+        self.flow.schedule()
     }
 
     /// Keeps the sparse `by-due` index attributes in step with status and schedule: only active
     /// export connectors with a next run are visible to the scheduler.
     pub fn refresh_due_index(&mut self) {
-        let schedulable = self.direction == Direction::Export
+        let schedulable = self.direction() == Direction::Export
             && self.status == ConnectorStatus::Active
             && self.next_run_at.is_some();
         if schedulable {
@@ -359,9 +833,10 @@ impl Connector {
                 .is_some_and(|rest| rest.starts_with(super::checks::CHECK_DIR))
     }
 
+    /// Example object keys of an export connector (none while its key template is stale).
     pub fn key_examples(&self) -> Option<Vec<String>> {
-        let export = self.export.as_ref()?;
-        let template = KeyTemplate::parse(&export.key_template).ok()?;
+        let export = self.export_options()?;
+        let template = export.key_template.valid()?;
         let tables: Vec<&str> = if export.tables.is_empty() {
             vec!["orders", "customers"]
         } else {
@@ -388,106 +863,6 @@ pub fn due_shards() -> impl Iterator<Item = String> {
 
 fn due_shard_name(n: u32) -> String {
     format!("due#{n}")
-}
-
-/// What the API shows of an auth block: never a secret, never the secret's ARN.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "mode", rename_all = "snake_case")]
-pub enum AuthView {
-    Role { role_arn: String },
-    WebIdentity { role_arn: String },
-    AccessKey { access_key_id_hint: String },
-    BucketPolicy,
-}
-
-impl From<&Auth> for AuthView {
-    fn from(auth: &Auth) -> Self {
-        match auth {
-            Auth::Role { role_arn } => AuthView::Role {
-                role_arn: role_arn.clone(),
-            },
-            Auth::WebIdentity { role_arn } => AuthView::WebIdentity {
-                role_arn: role_arn.clone(),
-            },
-            Auth::AccessKey {
-                access_key_id_hint, ..
-            } => AuthView::AccessKey {
-                access_key_id_hint: access_key_id_hint.clone(),
-            },
-            Auth::BucketPolicy => AuthView::BucketPolicy,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ConnectorLinks {
-    #[serde(rename = "self")]
-    pub self_: String,
-    pub setup: String,
-    pub validate: String,
-}
-
-/// The connector as the API returns it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ConnectorView {
-    pub id: String,
-    pub name: String,
-    pub direction: Direction,
-    pub bucket: String,
-    pub region: String,
-    pub prefix: String,
-    pub auth: AuthView,
-    pub external_id: String,
-    pub challenge_file: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_run_at: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub export: Option<ExportOptions>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_examples: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ingest: Option<IngestOptions>,
-    pub status: ConnectorStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub validation: Option<serde_json::Value>,
-    pub version: u64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub links: ConnectorLinks,
-}
-
-impl From<&Connector> for ConnectorView {
-    fn from(c: &Connector) -> Self {
-        let base = format!("/connectors/{}", c.connector_id);
-        ConnectorView {
-            id: c.connector_id.clone(),
-            name: c.name.clone(),
-            direction: c.direction,
-            bucket: c.bucket.clone(),
-            region: c.region.clone(),
-            prefix: c.prefix.clone(),
-            auth: AuthView::from(&c.auth),
-            external_id: c.external_id.clone(),
-            challenge_file: c.challenge_file.clone(),
-            schedule: c.schedule.clone(),
-            next_run_at: c.next_run_at,
-            export: c.export.clone(),
-            key_examples: c.key_examples(),
-            ingest: c.ingest.clone(),
-            status: c.status,
-            validation: c.validation.clone(),
-            version: c.version,
-            created_at: c.created_at,
-            updated_at: c.updated_at,
-            links: ConnectorLinks {
-                setup: format!("{base}/setup"),
-                validate: format!("{base}/validate"),
-                self_: base,
-            },
-        }
-    }
 }
 
 #[cfg(test)]
@@ -544,39 +919,41 @@ mod tests {
     #[test]
     fn extension_follows_format_compression_and_pgp() {
         let cases = [
-            (FormatKind::Csv, ExportCompression::Gzip, false, "csv.gz"),
             (
-                FormatKind::Jsonl,
+                FileFormat::Delimited(DelimitedFormat::defaults(Dialect::Csv { delimiter: ',' })),
+                ExportCompression::Gzip,
+                false,
+                "csv.gz",
+            ),
+            (
+                FileFormat::Jsonl,
                 ExportCompression::Zstd,
                 false,
                 "jsonl.zst",
             ),
             (
-                FormatKind::Parquet,
+                FileFormat::Parquet,
                 ExportCompression::None,
                 true,
                 "parquet.pgp",
             ),
-            (FormatKind::Tsv, ExportCompression::Tgz, false, "tsv.tar.gz"),
+            (
+                FileFormat::Delimited(DelimitedFormat::defaults(Dialect::Tsv)),
+                ExportCompression::Tgz,
+                false,
+                "tsv.tar.gz",
+            ),
         ];
-        for (kind, compression, pgp, expected) in cases {
+        for (format, compression, pgp, expected) in cases {
             let options = ExportOptions {
-                format: FileFormat {
-                    kind,
-                    delimiter: None,
-                    quote: None,
-                    quote_char: None,
-                    escape_char: None,
-                    header: None,
-                    null_value: None,
-                },
+                format,
                 compression,
                 encryption: Encryption {
                     sse: SseMode::Aes256,
                     kms_key_id: None,
                 },
                 pgp_public_key: pgp.then(|| "key".to_owned()),
-                key_template: String::new(),
+                key_template: Parsed::from_text(String::new()),
                 tables: vec![],
                 source_connector_id_column: None,
                 backfill_days: 1,
@@ -587,3 +964,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod stored_tests;

@@ -60,7 +60,7 @@ pub fn s3_statements(c: &Connector, principal: Option<&Value>) -> Vec<Value> {
     let mut object_statements = Vec::new();
     let mut listed_prefixes = vec![c.prefix.clone()];
     let acl = c.auth.mode() == AuthMode::BucketPolicy;
-    match c.direction {
+    match c.direction() {
         Direction::Export => {
             let mut actions = vec![
                 "s3:PutObject",
@@ -76,7 +76,10 @@ pub fn s3_statements(c: &Connector, principal: Option<&Value>) -> Vec<Value> {
             object_statements.push(("ConnectorObjects", actions, vec![under(&c.prefix)]));
         }
         Direction::Ingest => {
-            let move_dirs = c.ingest.as_ref().map(|i| i.move_dirs()).unwrap_or_default();
+            let move_dirs = c
+                .ingest_options()
+                .map(|i| i.move_dirs())
+                .unwrap_or_default();
             // Read and remove source files; the test object of validation lives under
             // CHECK_DIR, which is the only place the connector writes in the source.
             object_statements.push((
@@ -147,7 +150,7 @@ pub fn s3_statements(c: &Connector, principal: Option<&Value>) -> Vec<Value> {
     ));
     // KMS permissions belong in an identity policy (a bucket policy cannot grant them; in
     // bucket_policy mode the customer's key policy must allow our principal instead).
-    if let Some(export) = &c.export
+    if let Some(export) = c.export_options()
         && export.encryption.sse == SseMode::AwsKms
         && principal.is_none()
     {
@@ -253,7 +256,7 @@ pub fn instructions(c: &Connector, platform: &PlatformIdentity) -> SetupInstruct
     let mut out = SetupInstructions {
         connector_id: c.connector_id.clone(),
         auth_mode: mode,
-        direction: c.direction,
+        direction: c.direction(),
         steps: Vec::new(),
         permission_policy: None,
         trust_policy: None,
@@ -293,8 +296,7 @@ pub fn instructions(c: &Connector, platform: &PlatformIdentity) -> SetupInstruct
                 c.bucket
             ));
             steps.push("Objects we write carry the bucket-owner-full-control ACL, so your account owns them.".to_owned());
-            if c.export
-                .as_ref()
+            if c.export_options()
                 .is_some_and(|e| e.encryption.sse == SseMode::AwsKms)
             {
                 steps.push(format!(
@@ -307,7 +309,7 @@ pub fn instructions(c: &Connector, platform: &PlatformIdentity) -> SetupInstruct
     if challenge_required {
         steps.push(out.challenge_file.instructions.clone());
     }
-    if c.direction == Direction::Ingest {
+    if c.direction() == Direction::Ingest {
         // S3 notifies only queues in the bucket's own region.
         let queue_region = platform
             .ingest_queue_arn

@@ -6,8 +6,9 @@ use std::fmt;
 use serde_json::{Map, Value, json};
 
 use super::connector::{
-    Auth, Connector, Direction, EmptyExportPolicy, Encryption, ExportCompression, ExportOptions,
-    FileFormat, FormatKind, IngestCompression, IngestOptions, QuoteMode, SseMode, TableSelection,
+    Auth, Connector, DelimitedFormat, Dialect, Direction, EmptyExportPolicy, Encryption,
+    ExportCompression, ExportOptions, FileFormat, Flow, FormatKind, IngestCompression,
+    IngestOptions, Parsed, QuoteMode, SseMode, TableSelection,
 };
 use super::field::{FieldError, ObjectReader};
 use super::key_template::{DEFAULT_KEY_TEMPLATE, KeyTemplate};
@@ -86,18 +87,34 @@ pub enum AuthSpec {
     BucketPolicy,
 }
 
-/// A validated connector body, defaults filled in.
+/// A validated connector body, defaults filled in: schedule and key template parsed (always
+/// [`Parsed::Valid`]), the format's defaults resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectorSpec {
     pub name: String,
-    pub direction: Direction,
     pub bucket: String,
     pub region: String,
     pub prefix: String,
     pub auth: AuthSpec,
-    pub schedule: Option<String>,
-    pub export: Option<ExportOptions>,
-    pub ingest: Option<IngestOptions>,
+    pub flow: Flow,
+}
+
+impl ConnectorSpec {
+    pub fn direction(&self) -> Direction {
+        self.flow.direction()
+    }
+
+    pub fn export_options(&self) -> Option<&ExportOptions> {
+        self.flow.export_options()
+    }
+
+    pub fn ingest_options(&self) -> Option<&IngestOptions> {
+        self.flow.ingest_options()
+    }
+
+    pub fn schedule(&self) -> Option<&Parsed<Schedule>> {
+        self.flow.schedule()
+    }
 }
 
 /// Validates a `POST /connectors` body.
@@ -136,7 +153,7 @@ pub fn parse_patch(current: &Connector, patch: Value) -> Result<ConnectorSpec, V
         ));
     }
     if let Some(direction) = patch.remove("direction") {
-        let current_direction = serde_json::to_value(current.direction).unwrap_or(Value::Null);
+        let current_direction = serde_json::to_value(current.direction()).unwrap_or(Value::Null);
         if direction != current_direction {
             errors.push(FieldError::new(
                 "direction",
@@ -195,21 +212,21 @@ pub fn editable_document(c: &Connector) -> Value {
     };
     let mut doc = json!({
         "name": c.name,
-        "direction": c.direction,
+        "direction": c.direction(),
         "bucket": c.bucket,
         "region": c.region,
         "prefix": c.prefix,
         "auth": auth,
     });
     let map = doc.as_object_mut().expect("object literal");
-    if let Some(schedule) = &c.schedule {
-        map.insert("schedule".into(), json!(schedule));
-    }
-    if let Some(export) = &c.export {
-        map.insert("export".into(), json!(export));
-    }
-    if let Some(ingest) = &c.ingest {
-        map.insert("ingest".into(), json!(ingest));
+    match &c.flow {
+        Flow::Export { schedule, options } => {
+            map.insert("schedule".into(), json!(schedule.text()));
+            map.insert("export".into(), json!(options));
+        }
+        Flow::Ingest(options) => {
+            map.insert("ingest".into(), json!(options));
+        }
     }
     doc
 }
@@ -280,11 +297,7 @@ fn read_spec(mut root: ObjectReader<'_>, keeps_secret: bool) -> Option<Connector
                 root.error("ingest", "is only for ingest connectors; remove it");
             }
             let expr = schedule_raw.unwrap_or_else(|| DEFAULT_SCHEDULE.to_owned());
-            schedule = checked(
-                &mut root,
-                "schedule",
-                Schedule::parse(&expr).map(|s| s.as_str().to_owned()),
-            );
+            schedule = checked(&mut root, "schedule", Schedule::parse(&expr));
             export = read_export(ObjectReader::new(
                 "export",
                 export_raw.unwrap_or(json!({})),
@@ -334,24 +347,20 @@ fn read_spec(mut root: ObjectReader<'_>, keeps_secret: bool) -> Option<Connector
     }
     root.finish();
 
-    let direction = direction?;
-    let complete = match direction {
-        Direction::Export => export.is_some() && schedule.is_some(),
-        Direction::Ingest => ingest.is_some(),
+    let flow = match direction? {
+        Direction::Export => Flow::Export {
+            schedule: Parsed::Valid(schedule?),
+            options: export?,
+        },
+        Direction::Ingest => Flow::Ingest(ingest?),
     };
-    if !complete {
-        return None;
-    }
     Some(ConnectorSpec {
         name: name?,
-        direction,
         bucket: bucket?,
         region: region?,
         prefix: prefix?,
         auth: auth?,
-        schedule,
-        export,
-        ingest,
+        flow,
     })
 }
 
@@ -485,14 +494,9 @@ fn read_format(mut r: ObjectReader<'_>, default_kind: FormatKind) -> Option<File
             r.reject(field, "applies only to csv, tsv and psv formats; remove it");
         }
         r.finish();
-        return Some(FileFormat {
-            kind,
-            delimiter: None,
-            quote: None,
-            quote_char: None,
-            escape_char: None,
-            header: None,
-            null_value: None,
+        return Some(match kind {
+            FormatKind::Parquet => FileFormat::Parquet,
+            _ => FileFormat::Jsonl,
         });
     }
     let default_delimiter = kind.default_delimiter().expect("delimited kinds have one");
@@ -531,15 +535,20 @@ fn read_format(mut r: ObjectReader<'_>, default_kind: FormatKind) -> Option<File
         r.error("quote_char", "must differ from the delimiter");
     }
     r.finish();
-    Some(FileFormat {
-        kind,
-        delimiter: Some(delimiter?.to_string()),
-        quote: Some(quote),
-        quote_char: Some(quote_char?.to_string()),
-        escape_char: Some(escape_char?.to_string()),
-        header: Some(header),
-        null_value: Some(null_value),
-    })
+    let delimiter = delimiter?;
+    let dialect = match kind {
+        FormatKind::Tsv => Dialect::Tsv,
+        FormatKind::Psv => Dialect::Psv,
+        _ => Dialect::Csv { delimiter },
+    };
+    Some(FileFormat::Delimited(DelimitedFormat {
+        dialect,
+        quote,
+        quote_char: quote_char?,
+        escape_char: escape_char?,
+        header,
+        null_value,
+    }))
 }
 
 fn single_char(s: &str) -> Option<char> {
@@ -567,7 +576,7 @@ fn read_export(mut r: ObjectReader<'_>) -> Option<ExportOptions> {
     );
     let is_parquet = format
         .as_ref()
-        .is_some_and(|f| f.kind == FormatKind::Parquet);
+        .is_some_and(|f| f.kind() == FormatKind::Parquet);
     let compression = r
         .take::<ExportCompression>("compression")
         .unwrap_or(if is_parquet {
@@ -580,7 +589,7 @@ fn read_export(mut r: ObjectReader<'_>) -> Option<ExportOptions> {
             compression,
             ExportCompression::Gzip | ExportCompression::Zstd | ExportCompression::Tgz
         );
-        if f.kind == FormatKind::Parquet && recompressed {
+        if f.kind() == FormatKind::Parquet && recompressed {
             r.error(
                 "compression",
                 "parquet files are compressed inside; use none, zip or tar",
@@ -602,7 +611,7 @@ fn read_export(mut r: ObjectReader<'_>) -> Option<ExportOptions> {
         .take::<String>("key_template")
         .unwrap_or_else(|| DEFAULT_KEY_TEMPLATE.to_owned());
     let key_template = match KeyTemplate::parse(&key_template) {
-        Ok(t) => Some(t.as_str().to_owned()),
+        Ok(t) => Some(Parsed::Valid(t)),
         Err(rules) => {
             for rule in rules {
                 r.error("key_template", rule);

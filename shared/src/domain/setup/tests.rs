@@ -1,5 +1,5 @@
 use super::*;
-use crate::domain::connector::{Auth, IngestOptions};
+use crate::domain::connector::{Auth, Flow, IngestOptions};
 use crate::domain::testing::stored_connector;
 
 fn platform() -> PlatformIdentity {
@@ -285,7 +285,12 @@ fn kms_encryption_adds_key_permissions() {
         json!({"mode": "role", "role_arn": "arn:aws:iam::111111111111:role/r"}),
     );
     let key = "arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-    let export = c.export.as_mut().unwrap();
+    let Flow::Export {
+        options: export, ..
+    } = &mut c.flow
+    else {
+        panic!("an export connector")
+    };
     export.encryption.sse = crate::domain::connector::SseMode::AwsKms;
     export.encryption.kms_key_id = Some(key.into());
     let policy = policy(s3_statements(&c, None));
@@ -318,7 +323,12 @@ fn kms_grants_go_to_identity_policies_and_name_key_arns_only() {
         "export",
         json!({"mode": "role", "role_arn": "arn:aws:iam::111111111111:role/r"}),
     );
-    let export = c.export.as_mut().unwrap();
+    let Flow::Export {
+        options: export, ..
+    } = &mut c.flow
+    else {
+        panic!("an export connector")
+    };
     export.encryption.sse = crate::domain::connector::SseMode::AwsKms;
     export.encryption.kms_key_id = Some("arn:aws:kms:us-east-1:111111111111:alias/exports".into());
     let policy = policy(s3_statements(&c, None));

@@ -41,28 +41,36 @@ fn fields(result: Result<ConnectorSpec, Vec<FieldError>>) -> Vec<String> {
 fn export_defaults_are_filled_in() {
     let spec = parse_create(export_body()).unwrap();
     assert_eq!(spec.prefix, "platform/exports/");
-    assert_eq!(spec.schedule.as_deref(), Some(DEFAULT_SCHEDULE));
-    let export = spec.export.unwrap();
-    assert_eq!(export.format.kind, FormatKind::Csv);
-    assert_eq!(export.format.delimiter.as_deref(), Some(","));
-    assert_eq!(export.format.quote, Some(QuoteMode::Necessary));
-    assert_eq!(export.format.header, Some(true));
+    assert_eq!(spec.schedule().map(Parsed::text), Some(DEFAULT_SCHEDULE));
+    assert!(spec.schedule().and_then(Parsed::valid).is_some());
+    assert!(spec.ingest_options().is_none());
+    let export = spec.export_options().unwrap().clone();
+    assert_eq!(export.format.kind(), FormatKind::Csv);
+    let delimited = export.format.delimited().unwrap();
+    assert_eq!(delimited.delimiter(), ',');
+    assert_eq!(delimited.quote, QuoteMode::Necessary);
+    assert!(delimited.header);
+    assert_eq!(
+        delimited,
+        &DelimitedFormat::defaults(Dialect::Csv { delimiter: ',' })
+    );
     assert_eq!(export.compression, ExportCompression::Gzip);
     assert_eq!(export.encryption.sse, SseMode::Aes256);
-    assert_eq!(export.key_template, DEFAULT_KEY_TEMPLATE);
+    assert_eq!(export.key_template.text(), DEFAULT_KEY_TEMPLATE);
+    assert!(export.key_template.valid().is_some());
     assert_eq!(export.backfill_days, 730);
     assert_eq!(export.empty_export, EmptyExportPolicy::Skip);
     assert_eq!(export.max_file_size_mb, DEFAULT_MAX_FILE_SIZE_MB);
-    assert!(spec.ingest.is_none());
 }
 
 #[test]
 fn ingest_defaults_and_secret_handling() {
     let spec = parse_create(ingest_body()).unwrap();
-    assert!(spec.schedule.is_none());
-    let ingest = spec.ingest.unwrap();
+    assert!(spec.schedule().is_none());
+    assert!(spec.export_options().is_none());
+    let ingest = spec.ingest_options().unwrap().clone();
     assert_eq!(ingest.compression, IngestCompression::Auto);
-    assert_eq!(ingest.format.delimiter.as_deref(), Some(","));
+    assert_eq!(ingest.format.delimited().map(|d| d.delimiter()), Some(','));
     let AuthSpec::AccessKey(Some(keys)) = spec.auth else {
         panic!("keys expected")
     };
@@ -299,21 +307,24 @@ fn patch_merges_into_the_current_connector() {
     .unwrap();
     assert_eq!(spec.name, "Renamed");
     assert_eq!(spec.bucket, "acme-exports");
-    let export = spec.export.unwrap();
+    let export = spec.export_options().unwrap();
     assert_eq!(export.compression, ExportCompression::Zstd);
     assert_eq!(
-        export.format.kind,
+        export.format.kind(),
         FormatKind::Csv,
         "untouched options stay"
     );
 
     // Switching format replaces the format object: csv settings don't leak into jsonl.
     let spec = parse_patch(&current, json!({"export": {"format": {"type": "jsonl"}}})).unwrap();
-    assert_eq!(spec.export.unwrap().format.delimiter, None);
+    assert_eq!(spec.export_options().unwrap().format, FileFormat::Jsonl);
 
     // Switching to parquet takes parquet's default compression instead of the stored gzip.
     let spec = parse_patch(&current, json!({"export": {"format": {"type": "parquet"}}})).unwrap();
-    assert_eq!(spec.export.unwrap().compression, ExportCompression::None);
+    assert_eq!(
+        spec.export_options().unwrap().compression,
+        ExportCompression::None
+    );
     let got = fields(parse_patch(
         &current,
         json!({"export": {"format": {"type": "parquet"}, "compression": "gzip"}}),
@@ -374,9 +385,7 @@ fn editable_document_round_trips() {
     for body in [export_body(), ingest_body()] {
         let current = stored(body);
         let spec = parse_patch(&current, json!({})).unwrap();
-        assert_eq!(spec.export, current.export);
-        assert_eq!(spec.ingest, current.ingest);
+        assert_eq!(spec.flow, current.flow);
         assert_eq!(spec.prefix, current.prefix);
-        assert_eq!(spec.schedule, current.schedule);
     }
 }
