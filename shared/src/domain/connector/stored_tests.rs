@@ -102,8 +102,13 @@ fn an_export_item_with_every_option_reads_typed() {
     assert_eq!(export.file_extension(), "csv.zst.pgp");
     let report = c.validation.as_ref().expect("validated");
     assert_eq!(report.status, ValidationStatus::Active);
-    assert_eq!(report.checks.len(), crate::domain::checks::CHECK_IDS.len());
-    let settings = report.check("bucket_settings").unwrap();
+    assert_eq!(
+        report.checks.len(),
+        crate::domain::checks::CheckId::ALL.len()
+    );
+    let settings = report
+        .check(crate::domain::checks::CheckId::BucketSettings)
+        .unwrap();
     assert_eq!(settings.status, CheckStatus::Warn);
     assert_eq!(settings.aws_error_code.as_deref(), Some("AccessDenied"));
     assert_eq!(report.bucket_region.as_deref(), Some("us-east-1"));
