@@ -4,6 +4,7 @@
 use chrono::Utc;
 use serde_json::Value;
 
+#[cfg(feature = "validation")]
 use crate::domain::checks::{ValidationReport, ValidationStatus};
 use crate::domain::connector::{Auth, Connector, ConnectorStatus, Direction};
 use crate::domain::field::FieldError;
@@ -14,6 +15,7 @@ use crate::domain::setup::{self, PlatformIdentity, SetupInstructions};
 use crate::domain::spec::{self, AccessKeyPair, AuthSpec, ConnectorSpec};
 use crate::error::{SecretError, StoreError};
 use crate::ports::{BucketClaims, ClaimsWrite, ConnectorStore, Page, SecretStore};
+#[cfg(feature = "validation")]
 use crate::validation::Validator;
 
 #[derive(Debug, thiserror::Error)]
@@ -360,6 +362,7 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
 
     /// Runs every check with the connector's own credentials and records the result: only a
     /// passing validation makes a connector active (and schedulable).
+    #[cfg(feature = "validation")]
     pub async fn validate(
         &self,
         tenant_id: &str,
