@@ -3,7 +3,11 @@
 use std::error::Error as StdError;
 use std::fmt;
 
+#[cfg(feature = "sdk")]
 use aws_smithy_runtime_api::client::result::SdkError;
+#[cfg(feature = "sdk")]
+use aws_smithy_types::error::display::DisplayErrorContext;
+#[cfg(feature = "sdk")]
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// One failed AWS call, with the code the caller must act on (never flattened to a string).
@@ -19,26 +23,29 @@ pub struct AwsCallError {
     pub retryable: bool,
 }
 
-const THROTTLING_CODES: &[&str] = &[
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestThrottledException",
-    "TooManyRequestsException",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "SlowDown",
-    "RequestTimeout",
-    "RequestTimeoutException",
-    "InternalError",
-    "InternalFailure",
-    "ServiceUnavailable",
-    "TransactionInProgressException",
+/// Codes we retry beyond the SDK's own lists (`aws_runtime::retries::classifiers`'
+/// `THROTTLING_ERRORS` and `TRANSIENT_ERRORS`, which already hold DynamoDB's
+/// `TransactionInProgressException`). Server faults (`InternalError`, `ServiceUnavailable`, …)
+/// come with a 5xx status and are retryable by it, as in the SDK.
+#[cfg(feature = "sdk")]
+const OUR_RETRYABLE_CODES: &[&str] = &[
     // A plain write that met a claims transaction on the same item: safe to retry.
     "TransactionConflictException",
+    // Listed by the SDK today; kept so the claims transactions stay retryable if it moves.
+    "TransactionInProgressException",
 ];
 
+/// Throttling or transient by the SDK's lists, or one of [`OUR_RETRYABLE_CODES`].
+#[cfg(feature = "sdk")]
+fn is_retryable_code(code: &str) -> bool {
+    use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};
+    [THROTTLING_ERRORS, TRANSIENT_ERRORS, OUR_RETRYABLE_CODES]
+        .iter()
+        .any(|codes| codes.contains(&code))
+}
+
 impl AwsCallError {
+    #[cfg(feature = "sdk")]
     pub fn from_sdk<E, R>(
         service: &'static str,
         operation: &'static str,
@@ -60,7 +67,7 @@ impl AwsCallError {
             ),
             other => (
                 None,
-                display_chain(other),
+                transport_message(other),
                 other.raw_response().map(HttpStatus::status_code),
             ),
         };
@@ -70,9 +77,7 @@ impl AwsCallError {
         );
         let retryable = transport
             || http_status.is_some_and(|s| s >= 500 || s == 429)
-            || code
-                .as_deref()
-                .is_some_and(|c| THROTTLING_CODES.contains(&c));
+            || code.as_deref().is_some_and(is_retryable_code);
         Self {
             service,
             operation,
@@ -126,23 +131,30 @@ impl fmt::Display for AwsCallError {
 
 impl StdError for AwsCallError {}
 
-fn display_chain(err: &dyn StdError) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
+/// What went wrong on a call that got no service error: the SDK's kind of failure ("dispatch
+/// failure", "response error", …), then its cause through the SDK's `DisplayErrorContext`
+/// (the cause's chain and detail). The cause, not the `SdkError` itself: the latter's detail
+/// would print the raw response, body included, which may hold a secret or a customer's data.
+#[cfg(feature = "sdk")]
+fn transport_message<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: StdError + 'static,
+    R: fmt::Debug,
+{
+    match err.source() {
+        Some(cause) => format!("{err}: {}", DisplayErrorContext(cause)),
+        None => err.to_string(),
     }
-    text
 }
 
 /// The raw HTTP response type the SDK was built with: its status and body.
+#[cfg(feature = "sdk")]
 pub trait HttpStatus {
     fn status_code(&self) -> u16;
     fn body_text(&self) -> String;
 }
 
+#[cfg(feature = "sdk")]
 impl HttpStatus for aws_smithy_runtime_api::http::Response {
     fn status_code(&self) -> u16 {
         self.status().as_u16()
@@ -158,6 +170,7 @@ impl HttpStatus for aws_smithy_runtime_api::http::Response {
 
 /// The body of a response sent with HTTP 200 that the SDK could not parse (seen with emulators):
 /// the request was authorized, and the raw XML still answers simple questions.
+#[cfg(feature = "sdk")]
 pub fn unparsed_ok_body<E, R: HttpStatus>(err: &SdkError<E, R>) -> Option<String> {
     let raw = err.raw_response()?;
     (raw.status_code() == 200).then(|| raw.body_text())
@@ -224,6 +237,58 @@ mod tests {
         assert_eq!(
             err(Some("AccessDenied"), Some(403)).to_string(),
             "s3 PutObject failed (AccessDenied, HTTP 403): m"
+        );
+    }
+
+    #[cfg(feature = "sdk")]
+    #[test]
+    fn retryable_codes_are_the_sdks_and_ours() {
+        let cases = [
+            ("ThrottlingException", true),
+            ("ProvisionedThroughputExceededException", true),
+            ("SlowDown", true),
+            ("RequestTimeout", true),
+            ("RequestTimeoutException", true),
+            ("TransactionInProgressException", true),
+            ("TransactionConflictException", true),
+            ("AccessDenied", false),
+            ("ConditionalCheckFailedException", false),
+            ("NoSuchBucket", false),
+        ];
+        for (code, retryable) in cases {
+            assert_eq!(is_retryable_code(code), retryable, "{code}");
+        }
+    }
+
+    #[cfg(feature = "sdk")]
+    #[test]
+    fn transport_failures_keep_their_cause_and_are_retryable() {
+        use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+        use aws_smithy_types::error::metadata::ErrorMetadata;
+
+        #[derive(Debug)]
+        struct NoService(ErrorMetadata);
+        impl fmt::Display for NoService {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("no service error")
+            }
+        }
+        impl StdError for NoService {}
+        impl ProvideErrorMetadata for NoService {
+            fn meta(&self) -> &ErrorMetadata {
+                &self.0
+            }
+        }
+
+        let sdk: SdkError<NoService, HttpResponse> = SdkError::timeout_error("no answer in 5 s");
+        let e = AwsCallError::from_sdk("s3", "GetObject", &sdk);
+        assert!(e.retryable);
+        assert_eq!(e.code, None);
+        assert!(
+            e.message
+                .starts_with("request has timed out: no answer in 5 s"),
+            "{}",
+            e.message
         );
     }
 }

@@ -1,7 +1,11 @@
 //! Library shared by the connector functions: domain logic (pure), ports (narrow traits) and
 //! adapters (one per AWS service).
+//!
+//! Each AWS client is behind a cargo feature of its service (`dynamodb`, `secrets-manager`, `s3`,
+//! `sts`), so a function links only what it uses; credentials and validation work over the ports.
 
 pub mod adapters;
+#[cfg(feature = "sdk")]
 pub mod aws;
 pub mod config;
 pub mod connectors;

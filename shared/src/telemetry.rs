@@ -1,19 +1,17 @@
-//! Structured logs to stdout (CloudWatch in AWS), level from `RUST_LOG`.
+//! Logs to stdout (CloudWatch in AWS) through the Lambda runtime's own subscriber
+//! (`lambda_runtime::tracing`), which follows the function's logging configuration:
+//!
+//! - format: JSON lines when `AWS_LAMBDA_LOG_FORMAT` is `JSON` (template.yaml's `LoggingConfig`
+//!   sets it in AWS), readable text otherwise (locally);
+//! - level: `AWS_LAMBDA_LOG_LEVEL` (the `ApplicationLogLevel` of `LoggingConfig`), else
+//!   `RUST_LOG`, else `info`; `RUST_LOG` directives (e.g. `shared=debug`) apply on top.
+//!
+//! The runtime wraps each invocation in a span with the request id; inside it, every function
+//! opens a span per unit of work with the fields below, so each line says whose work it was.
+//! Field names are shared by all functions: `tenant_id`, `connector_id` (where known). Never a
+//! secret, a body or a token.
 
-use tracing_subscriber::EnvFilter;
-
-/// JSON lines inside Lambda (CloudWatch Logs Insights can query them), readable text locally.
+/// Installs the subscriber; call once, first thing in `main`.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let in_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
-        && std::env::var_os("AWS_ENDPOINT_URL").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .without_time();
-    if in_lambda {
-        builder.json().with_current_span(false).init();
-    } else {
-        builder.with_ansi(false).init();
-    }
+    lambda_runtime::tracing::init_default_subscriber();
 }

@@ -9,17 +9,21 @@ function is called through the Lambda Invoke API (`cargo lambda watch`, started 
     python3 tests/fuzz/front.py --env-file .local-stack/env [--port 0] [--log requests.jsonl]
 
 What it does, like API Gateway:
-  * routeKey: the route template of docs/openapi.json that matches method and path
-    ("GET /connectors/{id}") with its pathParameters (decoded), else "$default";
+  * routes: the routes of docs/openapi.json (which a unit test keeps equal to the function's
+    route table and template.yaml's HttpApi routes); a request whose method and path match none
+    of them is answered 404 {"message": "Not Found"} by the front itself, before authorization
+    and without invoking the function, as API Gateway does for an HTTP API without a $default
+    route; a matched one gets routeKey ("GET /connectors/{id}") and pathParameters (decoded);
   * headers lower-cased, repeated headers joined with ","; `Cookie` goes to `cookies`;
     queryStringParameters decoded, repeated names joined with ","; rawPath and rawQueryString
     as received; requestContext with http.method/path/protocol/sourceIp/userAgent, requestId,
     stage "$default", time and timeEpoch;
   * a body that is valid UTF-8 is passed as is, any other body base64-encoded with
     isBase64Encoded=true;
-  * every method is forwarded (one no route declares goes to "$default", e.g. QUERY); a header
-    value with a control character (NUL...) is refused with 400 {"message": "Bad Request"}, and
-    a body over 6 MB (the Lambda payload limit) with 413, without invoking the function;
+  * every method is accepted (also ones http.server does not know, e.g. QUERY: no route has
+    them, so 404); a header value with a control character (NUL...) is refused with 400
+    {"message": "Bad Request"}, and a body over 6 MB (the Lambda payload limit) with 413,
+    without invoking the function;
   * the response: statusCode, headers (multiValueHeaders for names not in headers), cookies
     (one Set-Cookie each), body (base64-decoded when isBase64Encoded); a result without
     statusCode is a 200 application/json of that result, as API Gateway infers.
@@ -160,23 +164,30 @@ class Front:
 
     # -- request -> event ---------------------------------------------------------------------
 
-    def route_for(self, method: str, raw_path: str) -> tuple[str, dict[str, str] | None]:
+    def route_for(self, method: str, raw_path: str) -> tuple[str, dict[str, str] | None] | None:
+        """(routeKey, pathParameters) of the route that matches, None when none does."""
         for route in self.routes:
             if route.method == method:
                 params = route.match(raw_path)
                 if params is not None:
                     return route.key, params
-        return "$default", None
+        return None
 
-    def build_event(self, handler: "Handler", body: bytes) -> dict:
-        method = handler.command.upper()
+    @staticmethod
+    def target(handler: "Handler") -> tuple[str, str]:
+        """(rawPath, rawQueryString) of the request."""
         target = handler.path
         if target.startswith(("http://", "https://")):  # absolute-form request target
             parsed = urllib.parse.urlsplit(target)
             target = parsed.path + (f"?{parsed.query}" if parsed.query else "")
         raw_path, _, raw_query = target.partition("?")
-        raw_path = raw_path or "/"
-        route_key, path_params = self.route_for(method, raw_path)
+        return raw_path or "/", raw_query
+
+    def build_event(
+        self, handler: "Handler", body: bytes, route_key: str, path_params: dict[str, str] | None
+    ) -> dict:
+        method = handler.command.upper()
+        raw_path, raw_query = self.target(handler)
 
         headers: dict[str, str] = {}
         cookies: list[str] = []
@@ -501,6 +512,14 @@ class Handler(BaseHTTPRequestHandler):
             record.update(status=400, front=f"header {bad!r} has a control character")
             front.log(record)
             return
+        route = front.route_for(self.command.upper(), front.target(self)[0])
+        if route is None:
+            # No route matches method and path: API Gateway answers itself (no $default route).
+            self.answer(404, [("Content-Type", "application/json")],
+                        json.dumps({"message": "Not Found"}).encode())
+            record.update(status=404, front="no route matches")
+            front.log(record)
+            return
         if front.gateway_auth and not _bearer_token(self.headers.get("Authorization")):
             # The JWT authorizer (identity source $request.header.Authorization) refuses it.
             self.answer(401, [("Content-Type", "application/json")],
@@ -508,7 +527,7 @@ class Handler(BaseHTTPRequestHandler):
             record.update(status=401, front="no bearer token (--gateway-auth)")
             front.log(record)
             return
-        event = front.build_event(self, body)
+        event = front.build_event(self, body, *route)
         record.update(route=event["routeKey"], tenant="authorizer" in event["requestContext"])
         if self.headers.get(HOOK_HEADER):
             record["hook"] = self.headers.get(HOOK_HEADER)
@@ -549,8 +568,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
 
-# Every method goes to the function, also ones http.server does not know (e.g. QUERY): API
-# Gateway routes them to $default, and the function answers 405 itself.
+# Every method is handled, also ones http.server does not know (e.g. QUERY): no route declares
+# them, so the front answers 404 as API Gateway does.
 def _any_method(self, name):
     if name.startswith("do_"):
         return self.handle_any

@@ -5,9 +5,10 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_sdk_lambda::primitives::Blob;
 use serde_json::{Value, json};
@@ -185,7 +186,7 @@ pub fn sdk_config(env: &StackEnv, credentials: Option<Credentials>) -> SdkConfig
         )
     });
     SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
+        .behavior_version(shared::aws::behavior_version())
         .region(Region::new(env.get("AWS_REGION").to_owned()))
         .endpoint_url(env.get("AWS_ENDPOINT_URL"))
         .credentials_provider(
@@ -377,8 +378,72 @@ impl Api<'_> {
     }
 }
 
-/// An API Gateway HTTP API (payload v2) event, as the JWT authorizer hands it to the function.
+/// The routes of `docs/openapi.json` as (method, template), literal ones first. A unit test of
+/// connector-api keeps that document equal to its route table and to template.yaml's HttpApi
+/// routes, so these are the routes API Gateway matches.
+fn documented_routes() -> &'static [(String, String)] {
+    static ROUTES: OnceLock<Vec<(String, String)>> = OnceLock::new();
+    ROUTES.get_or_init(|| {
+        let doc: Value = serde_json::from_str(include_str!("../../docs/openapi.json"))
+            .expect("docs/openapi.json is JSON");
+        let mut routes: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .iter()
+            .flat_map(|(template, item)| {
+                item.as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(method, _)| method.to_uppercase())
+                    .filter(|m| {
+                        ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+                            .contains(&m.as_str())
+                    })
+                    .map(move |m| (m, template.clone()))
+            })
+            .collect();
+        routes.sort_by_key(|(_, template)| (template.matches('{').count(), template.clone()));
+        routes
+    })
+}
+
+/// What API Gateway matches for a request: the route key (`GET /connectors/{id}`) and the path
+/// parameters, decoded; `("$default", None)` when no route matches. (Deployed, such a request
+/// never reaches the function; here it does, and the function answers 404 itself.)
+pub fn route_for(method: &str, path: &str) -> (String, Option<Value>) {
+    let segments: Vec<&str> = path.split('/').collect();
+    for (route_method, template) in documented_routes() {
+        if !route_method.eq_ignore_ascii_case(method) {
+            continue;
+        }
+        let parts: Vec<&str> = template.split('/').collect();
+        if parts.len() != segments.len() {
+            continue;
+        }
+        let mut params = serde_json::Map::new();
+        let fits = parts.iter().zip(&segments).all(|(part, segment)| {
+            match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Some(name) if !segment.is_empty() => {
+                    let value = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+                    params.insert(name.to_owned(), json!(value));
+                    true
+                }
+                Some(_) => false,
+                None => part == segment,
+            }
+        });
+        if fits {
+            let params = (!params.is_empty()).then_some(Value::Object(params));
+            return (format!("{route_method} {template}"), params);
+        }
+    }
+    ("$default".to_owned(), None)
+}
+
+/// An API Gateway HTTP API (payload v2) event, as the JWT authorizer hands it to the function:
+/// with the route key and path parameters API Gateway would match (`route_for`).
 pub fn api_event(tenant: Option<&str>, method: &str, path: &str, call: &Call<'_>) -> Value {
+    let (route_key, path_parameters) = route_for(method, path);
     let query: Vec<String> = call.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut headers = serde_json::Map::new();
     headers.insert("content-type".into(), json!("application/json"));
@@ -392,7 +457,7 @@ pub fn api_event(tenant: Option<&str>, method: &str, path: &str, call: &Call<'_>
         "domainPrefix": "localhost",
         "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "tests"},
         "requestId": uuid::Uuid::new_v4().to_string(),
-        "routeKey": "$default",
+        "routeKey": route_key,
         "stage": "$default",
         "time": "23/Nov/2026:14:00:00 +0000",
         "timeEpoch": 1_795_442_400_000_i64
@@ -402,7 +467,7 @@ pub fn api_event(tenant: Option<&str>, method: &str, path: &str, call: &Call<'_>
     }
     let mut event = json!({
         "version": "2.0",
-        "routeKey": "$default",
+        "routeKey": route_key,
         "rawPath": path,
         "rawQueryString": query.join("&"),
         "headers": headers,
@@ -411,6 +476,9 @@ pub fn api_event(tenant: Option<&str>, method: &str, path: &str, call: &Call<'_>
     });
     if let Some(body) = call.body {
         event["body"] = json!(body);
+    }
+    if let Some(params) = path_parameters {
+        event["pathParameters"] = params;
     }
     event
 }
@@ -556,4 +624,61 @@ pub fn without_action(policy: &Value, action: &str) -> Value {
         statements.retain(|s| s["Action"].as_array().is_none_or(|a| !a.is_empty()));
     }
     policy
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+
+    /// The event builder matches routes as API Gateway does (pure: no stack needed).
+    #[test]
+    fn route_for_matches_like_api_gateway() {
+        let cases: &[(&str, &str, &str, Value)] = &[
+            ("POST", "/connectors", "POST /connectors", Value::Null),
+            ("GET", "/connectors", "GET /connectors", Value::Null),
+            (
+                "GET",
+                "/connectors/con_1",
+                "GET /connectors/{id}",
+                json!({"id": "con_1"}),
+            ),
+            (
+                "POST",
+                "/connectors/con_1/validate",
+                "POST /connectors/{id}/validate",
+                json!({"id": "con_1"}),
+            ),
+            (
+                "GET",
+                "/connectors/a%20b/setup",
+                "GET /connectors/{id}/setup",
+                json!({"id": "a b"}),
+            ),
+            ("PUT", "/connectors/con_1", "$default", Value::Null),
+            ("GET", "/connectors/", "$default", Value::Null),
+            ("GET", "/connectors//setup", "$default", Value::Null),
+            ("GET", "/tenants", "$default", Value::Null),
+        ];
+        for (method, path, key, params) in cases {
+            let (got_key, got_params) = route_for(method, path);
+            assert_eq!(got_key, *key, "{method} {path}");
+            assert_eq!(
+                got_params.unwrap_or(Value::Null),
+                *params,
+                "{method} {path}"
+            );
+        }
+        let event = api_event(
+            Some("acme"),
+            "DELETE",
+            "/connectors/con_9",
+            &Call::default(),
+        );
+        assert_eq!(event["routeKey"], "DELETE /connectors/{id}");
+        assert_eq!(
+            event["requestContext"]["routeKey"],
+            "DELETE /connectors/{id}"
+        );
+        assert_eq!(event["pathParameters"]["id"], "con_9");
+    }
 }

@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
@@ -13,7 +13,7 @@ use shared::error::{SecretError, StoreError};
 use shared::ports::{ConnectorStore, SecretStore};
 use shared::validation::Validate;
 
-use crate::routes::{self, Action, RouteError};
+use crate::routes::{self, Action};
 use crate::views::ConnectorView;
 
 /// Larger bodies are refused before parsing: a connector is a few KiB even with a PGP key.
@@ -42,8 +42,6 @@ pub struct ApiError {
 struct ErrorExtra {
     /// One more member of the error object, e.g. `current_version`.
     details: Option<(&'static str, Value)>,
-    /// The `Allow` header of a 405.
-    allow: Option<String>,
 }
 
 impl ApiError {
@@ -107,11 +105,7 @@ impl ApiError {
         if let Some((key, value)) = extra.details {
             error[key] = value;
         }
-        let mut response = json_response(self.status, &json!({ "error": error }));
-        if let Some(allow) = extra.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
-            response.headers_mut().insert(header::ALLOW, allow);
-        }
-        response
+        json_response(self.status, &json!({ "error": error }))
     }
 }
 
@@ -196,47 +190,55 @@ impl<S: ConnectorStore, K: SecretStore, V: Validate> App<S, K, V> {
         }
     }
 
-    /// Never fails the invocation: every outcome is an HTTP response.
+    /// Never fails the invocation: every outcome is an HTTP response. The request is handled
+    /// and logged in a span that carries its route and, once known, its tenant and connector.
     pub async fn handle(&self, request: Request) -> Result<Response<Body>, lambda_http::Error> {
+        use tracing::Instrument as _;
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
-        let response = match self.dispatch(request).await {
+        let span = tracing::info_span!(
+            "request",
+            route = route_key_of(&request).unwrap_or_default(),
+            tenant_id = tracing::field::Empty,
+            connector_id = tracing::field::Empty,
+        );
+        // Boxed: the dispatch future is large (validation), too large for a test's stack.
+        let response = match Box::pin(self.dispatch(request))
+            .instrument(span.clone())
+            .await
+        {
             Ok(response) => response,
             Err(e) => e.into_response(),
         };
-        tracing::info!(%method, %path, status = response.status().as_u16(), "request");
+        let status = response.status().as_u16();
+        span.in_scope(|| tracing::info!(%method, %path, status, "request"));
         Ok(response)
     }
 
+    /// Dispatches on the route API Gateway matched (its route key), with the connector id from
+    /// the path parameters; the raw path is not matched again.
     async fn dispatch(&self, request: Request) -> Result<Response<Body>, ApiError> {
         let tenant = tenant_of(&request, &self.tenant_claim)?;
-        let matched =
-            routes::match_route(request.method(), request.uri().path()).map_err(|e| match e {
-                RouteError::NotFound => {
-                    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
-                }
-                RouteError::MethodNotAllowed { allowed } => {
-                    let allowed: Vec<&str> = allowed.iter().map(Method::as_str).collect();
-                    let mut e = ApiError::new(
-                        StatusCode::METHOD_NOT_ALLOWED,
-                        "method_not_allowed",
-                        format!("use one of {}", allowed.join(", ")),
-                    );
-                    e.extra = Some(Box::new(ErrorExtra {
-                        details: None,
-                        allow: Some(allowed.join(", ")),
-                    }));
-                    e
-                }
-            })?;
-        let id = matched.connector_id.as_deref().unwrap_or_default();
-        if matched.connector_id.is_some() && !is_connector_id(id) {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "connector not found",
-            ));
-        }
+        let span = tracing::Span::current();
+        span.record("tenant_id", tenant.as_str());
+        // Only a route of the table: API Gateway answers undeclared routes itself, so this is
+        // an event of another shape (`$default`, a hand-made or test event).
+        let matched = route_key_of(&request)
+            .and_then(routes::for_route_key)
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route"))?;
+        let id = if matched.takes_id {
+            let id = request
+                .path_parameters_ref()
+                .and_then(|params| params.first(routes::ID_PARAMETER))
+                .filter(|id| is_connector_id(id))
+                .ok_or_else(|| {
+                    ApiError::new(StatusCode::NOT_FOUND, "not_found", "connector not found")
+                })?;
+            span.record("connector_id", id);
+            id
+        } else {
+            ""
+        };
         let service = &self.service;
         match matched.action {
             Action::CreateConnector => {
@@ -307,6 +309,14 @@ impl<S: ConnectorStore, K: SecretStore, V: Validate> App<S, K, V> {
                 ))
             }
         }
+    }
+}
+
+/// The route API Gateway matched: `requestContext.routeKey`, e.g. `GET /connectors/{id}`.
+fn route_key_of(request: &Request) -> Option<&str> {
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.route_key.as_deref(),
+        _ => None,
     }
 }
 

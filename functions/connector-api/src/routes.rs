@@ -1,5 +1,10 @@
 //! The API's routes, in one table that the dispatcher, the OpenAPI test and template.yaml's
 //! HttpApi events are all checked against.
+//!
+//! API Gateway matches method and path against the routes template.yaml declares and hands the
+//! function the matched route key (`GET /connectors/{id}`) with the path parameters; the
+//! dispatcher looks that key up here instead of matching the raw path again. Requests no route
+//! declares never reach the function (API Gateway answers 404 itself).
 
 use lambda_http::http::Method;
 
@@ -29,59 +34,32 @@ pub const ROUTES: &[(Method, &str, Action)] = &[
     ),
 ];
 
+/// The path parameter that carries the connector id.
+pub const ID_PARAMETER: &str = "id";
+
+/// A route of the table, found by its route key.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Matched {
     pub action: Action,
-    pub connector_id: Option<String>,
+    /// Whether the template has `{id}`: the connector id is then in the path parameters.
+    pub takes_id: bool,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum RouteError {
-    NotFound,
-    MethodNotAllowed { allowed: Vec<Method> },
+/// API Gateway's route key of a table entry: method, one space, path template.
+pub fn route_key(method: &Method, template: &str) -> String {
+    format!("{method} {template}")
 }
 
-/// Matches a request path (trailing slash tolerated) against the table.
-pub fn match_route(method: &Method, path: &str) -> Result<Matched, RouteError> {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    let mut allowed = Vec::new();
-    for (route_method, template, action) in ROUTES {
-        let Some(connector_id) = match_template(template, &segments) else {
-            continue;
-        };
-        if route_method == method {
-            return Ok(Matched {
-                action: *action,
-                connector_id,
-            });
-        }
-        allowed.push(route_method.clone());
-    }
-    if allowed.is_empty() {
-        Err(RouteError::NotFound)
-    } else {
-        Err(RouteError::MethodNotAllowed { allowed })
-    }
-}
-
-/// `Some(id)` when the segments fit the template (`Some(None)` for templates without `{id}`).
-fn match_template(template: &str, segments: &[&str]) -> Option<Option<String>> {
-    let parts: Vec<&str> = template.split('/').skip(1).collect();
-    if parts.len() != segments.len() {
-        return None;
-    }
-    let mut id = None;
-    for (part, segment) in parts.iter().zip(segments) {
-        if *part == "{id}" {
-            if segment.is_empty() {
-                return None;
-            }
-            id = Some((*segment).to_owned());
-        } else if part != segment {
-            return None;
-        }
-    }
-    Some(id)
+/// The route of an API Gateway route key (`requestContext.routeKey`); `None` for a key the
+/// table does not have (`$default`, or a route template.yaml declares and this does not).
+pub fn for_route_key(key: &str) -> Option<Matched> {
+    ROUTES
+        .iter()
+        .find(|(method, template, _)| route_key(method, template) == key)
+        .map(|(_, template, action)| Matched {
+            action: *action,
+            takes_id: template.contains("{id}"),
+        })
 }
 
 #[cfg(test)]
@@ -89,66 +67,81 @@ mod tests {
     use super::*;
 
     #[test]
-    fn matches_each_route_and_explains_misses() {
-        type Expected = Result<(Action, Option<&'static str>), RouteError>;
-        let cases: &[(Method, &str, Expected)] = &[
+    fn finds_each_route_by_its_route_key() {
+        let cases: &[(&str, Option<(Action, bool)>)] = &[
+            ("POST /connectors", Some((Action::CreateConnector, false))),
+            ("GET /connectors", Some((Action::ListConnectors, false))),
+            ("GET /connectors/{id}", Some((Action::GetConnector, true))),
             (
-                Method::POST,
-                "/connectors",
-                Ok((Action::CreateConnector, None)),
+                "PATCH /connectors/{id}",
+                Some((Action::UpdateConnector, true)),
             ),
             (
-                Method::GET,
-                "/connectors/",
-                Ok((Action::ListConnectors, None)),
+                "DELETE /connectors/{id}",
+                Some((Action::DeleteConnector, true)),
             ),
+            ("GET /connectors/{id}/setup", Some((Action::GetSetup, true))),
             (
-                Method::GET,
-                "/connectors/con_1",
-                Ok((Action::GetConnector, Some("con_1"))),
+                "POST /connectors/{id}/validate",
+                Some((Action::ValidateConnector, true)),
             ),
-            (
-                Method::PATCH,
-                "/connectors/con_1",
-                Ok((Action::UpdateConnector, Some("con_1"))),
-            ),
-            (
-                Method::DELETE,
-                "/connectors/con_1",
-                Ok((Action::DeleteConnector, Some("con_1"))),
-            ),
-            (
-                Method::GET,
-                "/connectors/con_1/setup",
-                Ok((Action::GetSetup, Some("con_1"))),
-            ),
-            (
-                Method::POST,
-                "/connectors/con_1/validate",
-                Ok((Action::ValidateConnector, Some("con_1"))),
-            ),
-            (Method::GET, "/connector", Err(RouteError::NotFound)),
-            (Method::GET, "/connectors/a/b", Err(RouteError::NotFound)),
-            (Method::GET, "/", Err(RouteError::NotFound)),
-            (
-                Method::PUT,
-                "/connectors/con_1",
-                Err(RouteError::MethodNotAllowed {
-                    allowed: vec![Method::GET, Method::PATCH, Method::DELETE],
-                }),
-            ),
+            // Keys are exact: API Gateway sends the template, never the request's own path.
+            ("GET /connectors/con_1", None),
+            ("GET /connectors/", None),
+            ("get /connectors", None),
+            ("PUT /connectors/{id}", None),
+            ("ANY /connectors", None),
+            ("$default", None),
+            ("", None),
+            ("GET  /connectors", None),
         ];
-        for (method, path, expected) in cases {
-            let got = match_route(method, path);
-            let expected = expected.as_ref().map(|(action, id)| Matched {
-                action: *action,
-                connector_id: id.map(str::to_owned),
-            });
-            match (&got, &expected) {
-                (Ok(g), Ok(e)) => assert_eq!(g, e, "{method} {path}"),
-                (Err(g), Err(e)) => assert_eq!(g, *e, "{method} {path}"),
-                _ => panic!("{method} {path}: got {got:?}, expected {expected:?}"),
+        for (key, expected) in cases {
+            let expected = expected.map(|(action, takes_id)| Matched { action, takes_id });
+            assert_eq!(for_route_key(key), expected, "{key:?}");
+        }
+        for (method, template, action) in ROUTES {
+            let matched = for_route_key(&route_key(method, template)).expect("in the table");
+            assert_eq!(matched.action, *action, "{method} {template}");
+        }
+    }
+
+    /// template.yaml's HttpApi events of ConnectorApiFunction are exactly the table: a route
+    /// declared there only would reach the function and answer 404; one missing there would
+    /// never be called.
+    #[test]
+    fn template_declares_exactly_the_routes() {
+        let template = include_str!("../../../template.yaml");
+        let mut declared = std::collections::BTreeSet::new();
+        let (mut in_function, mut in_http_api) = (false, false);
+        let mut method: Option<String> = None;
+        for line in template.lines() {
+            let indent = line.len() - line.trim_start().len();
+            let text = line.trim();
+            if indent == 2 && text.ends_with(':') {
+                in_function = text == "ConnectorApiFunction:";
+            }
+            if !in_function || text.is_empty() || text.starts_with('#') {
+                continue;
+            }
+            if let Some(kind) = text.strip_prefix("Type: ") {
+                in_http_api = kind == "HttpApi";
+                method = None;
+            } else if let (true, Some(m)) = (in_http_api, text.strip_prefix("Method: ")) {
+                method = Some(m.to_uppercase());
+            } else if let (true, Some(path)) = (in_http_api, text.strip_prefix("Path: ")) {
+                let m = method
+                    .take()
+                    .expect("Method before Path in each HttpApi event");
+                declared.insert(format!("{m} {path}"));
             }
         }
+        let table: std::collections::BTreeSet<String> = ROUTES
+            .iter()
+            .map(|(method, template, _)| route_key(method, template))
+            .collect();
+        assert_eq!(
+            declared, table,
+            "template.yaml HttpApi events vs routes::ROUTES"
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use shared::domain::notification::{Notification, ledger_id, parse_message};
-use tracing::{info, warn};
+use tracing::{info, info_span, warn};
 
 /// Whether a message may be deleted from the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,7 @@ pub fn handle_batch(event: SqsEvent) -> SqsBatchResponse {
         // SQS always sends a message id. Should one be missing, the empty identifier makes Lambda
         // treat the whole batch as failed: everything is retried rather than anything lost.
         let message_id = message.message_id.as_deref().unwrap_or_default();
+        let _message = info_span!("message", message_id).entered();
         if handle_message(message_id, message) == Outcome::Retry {
             response.add_failure(message_id);
         }
@@ -40,13 +41,21 @@ fn handle_message(message_id: &str, message: &SqsMessage) -> Outcome {
         }
         Ok(Notification::Objects(objects)) => {
             for object in &objects {
+                // One span per file; ingest records the tenant and connector it finds for the
+                // bucket (by-bucket index) when it lands.
+                let _record = info_span!(
+                    "record",
+                    ledger_id = %ledger_id(object),
+                    tenant_id = tracing::field::Empty,
+                    connector_id = tracing::field::Empty,
+                )
+                .entered();
                 info!(
                     message_id,
                     bucket = %object.bucket,
                     key = %object.key,
                     size = object.size,
                     event_name = object.event_name.as_deref(),
-                    ledger_id = %ledger_id(object),
                     "object created"
                 );
             }

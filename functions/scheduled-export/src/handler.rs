@@ -38,6 +38,8 @@ pub async fn tick<S: ConnectorStore>(
             .due(&shard, tick_at.timestamp(), DUE_PER_SHARD)
             .await?
         {
+            tracing::info_span!("connector", %tenant_id, %connector_id)
+                .in_scope(|| tracing::info!(shard = %shard, "export connector due"));
             due.push(DueConnector {
                 tenant_id,
                 connector_id,

@@ -120,32 +120,28 @@ fn from_item(item: Item) -> Result<Connector, StoreError> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// Runs `query` page by page (DynamoDB stops at 1 MB per call: connectors with PGP keys are
-/// large) until `wanted` items are read or the results end.
+/// Runs `query` page by page through the SDK's paginator (DynamoDB stops at 1 MB per call:
+/// connectors with PGP keys are large) until `wanted` items are read or the results end. The
+/// query's own `ExclusiveStartKey`, if any, is where the first page starts; no page is fetched
+/// once `wanted` items are in.
 async fn collect(
     query: QueryFluentBuilder,
     wanted: Option<usize>,
 ) -> Result<Vec<Connector>, StoreError> {
-    let mut items = Vec::new();
-    let mut start = query.get_exclusive_start_key().clone();
-    loop {
-        let mut page = query.clone().set_exclusive_start_key(start.take());
-        if let Some(wanted) = wanted {
-            page = page.limit(i32::try_from(wanted - items.len()).unwrap_or(i32::MAX));
-        }
-        let out = page
-            .send()
-            .await
-            .map_err(|e| AwsCallError::from_sdk("dynamodb", "Query", &e))?;
-        for item in out.items.unwrap_or_default() {
-            items.push(from_item(item)?);
-        }
-        let full = wanted.is_some_and(|w| items.len() >= w);
-        match out.last_evaluated_key {
-            Some(k) if !k.is_empty() && !full => start = Some(k),
-            _ => return Ok(items),
-        }
+    let mut paginator = query.into_paginator();
+    if let Some(wanted) = wanted {
+        paginator = paginator.page_size(i32::try_from(wanted).unwrap_or(i32::MAX));
     }
+    let mut stream = paginator.items().send();
+    let mut items = Vec::new();
+    while wanted.is_none_or(|w| items.len() < w) {
+        let Some(item) = stream.next().await else {
+            break;
+        };
+        let item = item.map_err(|e| AwsCallError::from_sdk("dynamodb", "Query", &e))?;
+        items.push(from_item(item)?);
+    }
+    Ok(items)
 }
 
 /// Outcome of a conditional write: `on_condition` when the condition did not hold.

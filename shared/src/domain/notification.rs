@@ -97,44 +97,35 @@ pub fn parse_message(body: &str) -> Result<Notification, NotificationError> {
 }
 
 /// Decodes a key from an S3 event notification: `+` is a space, then `%XX` escapes are decoded
-/// and the bytes must be UTF-8. (Done in one pass, so `%2B` yields a `+` that stays a `+`.)
+/// (`percent-encoding`) and the bytes must be UTF-8. A `+` comes from the `+` rule only, so `%2B`
+/// yields a `+` that stays a `+`. A `%` that does not start an escape is refused rather than
+/// kept: S3 always escapes a `%` of the key, so such a key is not one S3 wrote.
 pub fn decode_s3_event_key(raw: &str) -> Result<String, NotificationError> {
     let bad = |reason: String| NotificationError::BadKey {
         raw: raw.to_owned(),
         reason,
     };
-    let bytes = raw.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                decoded.push(b' ');
-                i += 1;
-            }
-            b'%' => {
-                let escape = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|hex| Some((hex_value(hex[0])? << 4) | hex_value(hex[1])?));
-                let Some(byte) = escape else {
-                    let shown: String = raw[i..].chars().take(3).collect();
-                    return Err(bad(format!("{shown:?} at byte {i} is not a %XX escape")));
-                };
-                decoded.push(byte);
-                i += 3;
-            }
-            other => {
-                decoded.push(other);
-                i += 1;
-            }
-        }
+    let spaced = raw.replace('+', " ");
+    let bytes = spaced.as_bytes();
+    // percent-encoding passes a malformed escape through unchanged; we refuse it instead.
+    if let Some(i) = (0..bytes.len()).find(|&i| {
+        bytes[i] == b'%'
+            && !bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    }) {
+        let shown: String = raw[i..].chars().take(3).collect();
+        return Err(bad(format!("{shown:?} at byte {i} is not a %XX escape")));
     }
-    String::from_utf8(decoded).map_err(|e| {
-        bad(format!(
-            "the decoded bytes are not UTF-8 (at decoded byte {})",
-            e.utf8_error().valid_up_to()
-        ))
-    })
+    percent_encoding::percent_decode(bytes)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|e| {
+            bad(format!(
+                "the decoded bytes are not UTF-8 (at decoded byte {})",
+                e.valid_up_to()
+            ))
+        })
 }
 
 /// The identity under which a file's effect happens once (the ingest ledger key).
@@ -488,15 +479,6 @@ fn missing(at: &str, field: &str) -> NotificationError {
     NotificationError::MissingField { field }
 }
 
-fn hex_value(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -532,6 +514,33 @@ mod tests {
             ("%C3", Err("not UTF-8")),
             ("x%E6%97.csv", Err("not UTF-8 (at decoded byte 1)")),
             ("%FF", Err("not UTF-8")),
+            // `+` is a space, every one of them; an escaped plus is a plus.
+            ("+", Ok(" ")),
+            ("++a+", Ok("  a ")),
+            ("%2B", Ok("+")),
+            ("%2B+%2b", Ok("+ +")),
+            ("a%2B%2Bb+c", Ok("a++b c")),
+            // Spaces: escaped, as `+`, and raw (not S3's encoding, kept as they are).
+            ("%20", Ok(" ")),
+            ("a%20+b", Ok("a  b")),
+            ("raw space.csv", Ok("raw space.csv")),
+            // Unicode: escaped (2, 3 and 4 bytes), raw, and mixed.
+            ("%C3%A9", Ok("é")),
+            ("%E2%82%AC+%F0%9F%98%80.csv", Ok("€ 😀.csv")),
+            ("日本+%E6%97%A5.csv", Ok("日本 日.csv")),
+            ("%F0%9F%98", Err("not UTF-8 (at decoded byte 0)")),
+            ("ok%C3%28", Err("not UTF-8 (at decoded byte 2)")),
+            // `%` followed by anything but two hex digits, wherever it is.
+            ("%", Err("\"%\" at byte 0 is not a %XX escape")),
+            ("%%41", Err("\"%%4\" at byte 0 is not a %XX escape")),
+            ("a+%2", Err("\"%2\" at byte 2 is not a %XX escape")),
+            ("%+20", Err("\"%+2\" at byte 0 is not a %XX escape")),
+            ("%-1x", Err("\"%-1\" at byte 0 is not a %XX escape")),
+            ("%é1", Err("\"%é1\" at byte 0 is not a %XX escape")),
+            ("ok%41%g0", Err("\"%g0\" at byte 5 is not a %XX escape")),
+            // A decoded `%` is not an escape again.
+            ("%25%32%42", Ok("%2B")),
+            ("%25ZZ", Ok("%ZZ")),
         ];
         for (raw, want) in cases {
             let got = decode_s3_event_key(raw);

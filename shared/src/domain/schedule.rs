@@ -180,32 +180,35 @@ fn parse_cron(args: &str) -> Result<(Cron, String), String> {
         }
         _ => {}
     }
-    let convert = |text: &str, field: &Field| {
+    let convert = |text: &str, field: &Field, numbering: Numbering| {
         if text == "?" {
             Ok("*".to_owned())
         } else {
-            convert_field(text, field)
+            convert_field(text, field, numbering)
         }
     };
-    let pattern = [
-        convert(minutes, &MINUTES)?,
-        convert(hours, &HOURS)?,
-        convert(dom, &DAY_OF_MONTH)?,
-        convert(month, &MONTH)?,
-        convert(dow, &DAY_OF_WEEK)?,
+    let first_four = [
+        convert(minutes, &MINUTES, Numbering::EventBridge)?,
+        convert(hours, &HOURS, Numbering::EventBridge)?,
+        convert(dom, &DAY_OF_MONTH, Numbering::EventBridge)?,
+        convert(month, &MONTH, Numbering::EventBridge)?,
     ]
     .join(" ");
-
+    let with_day_of_week =
+        |numbering| convert(dow, &DAY_OF_WEEK, numbering).map(|d| format!("{first_four} {d}"));
+    // croner evaluates the fields as EventBridge numbers them: its alternative (Quartz)
+    // weekday mode is EventBridge's 1-7 = SUN-SAT.
     let cron = CronParser::builder()
         .seconds(Seconds::Disallowed)
         .year(Year::Disallowed)
+        .alternative_weekdays(true)
         // EventBridge writes "start/step" (e.g. 0/15) where standard cron needs a range.
         .sloppy_ranges(true)
         .build()
-        .parse(&pattern)
+        .parse(&with_day_of_week(Numbering::EventBridge)?)
         .map_err(|e| format!("is not a valid cron expression ({e})"))?;
     check_min_gap(&cron)?;
-    Ok((cron, pattern))
+    Ok((cron, with_day_of_week(Numbering::Standard)?))
 }
 
 /// Rejects schedules with any two runs closer than [`MIN_INTERVAL_MINUTES`], by walking the
@@ -233,6 +236,15 @@ fn check_min_gap(cron: &Cron) -> Result<(), String> {
         prev = next;
     }
     Ok(())
+}
+
+/// How a converted field numbers weekdays.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Numbering {
+    /// EventBridge's 1-7 = SUN-SAT, as written (croner's alternative weekday mode reads it).
+    EventBridge,
+    /// Standard cron's 0-6 = SUN-SAT, for [`CronSchedule::pattern`].
+    Standard,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -315,17 +327,17 @@ impl Field {
             .ok_or_else(|| self.invalid(token))
     }
 
-    /// The value in croner's numbering: standard cron counts weekdays 0–6 from Sunday.
-    fn emit(&self, value: u32) -> u32 {
-        if self.kind == FieldKind::DayOfWeek {
+    /// The value in `numbering`: standard cron counts weekdays 0–6 from Sunday.
+    fn emit(&self, value: u32, numbering: Numbering) -> u32 {
+        if self.kind == FieldKind::DayOfWeek && numbering == Numbering::Standard {
             value - 1
         } else {
             value
         }
     }
 
-    /// `a` or `a-b`, in croner's numbering.
-    fn range(&self, text: &str) -> Result<String, String> {
+    /// `a` or `a-b`, in `numbering`.
+    fn range(&self, text: &str, numbering: Numbering) -> Result<String, String> {
         match text.split_once('-') {
             Some((a, b)) => {
                 let (a, b) = (self.value(a)?, self.value(b)?);
@@ -340,22 +352,26 @@ impl Field {
                         }
                     ));
                 }
-                Ok(format!("{}-{}", self.emit(a), self.emit(b)))
+                Ok(format!(
+                    "{}-{}",
+                    self.emit(a, numbering),
+                    self.emit(b, numbering)
+                ))
             }
-            None => Ok(self.emit(self.value(text)?).to_string()),
+            None => Ok(self.emit(self.value(text)?, numbering).to_string()),
         }
     }
 }
 
-/// Validates one field against EventBridge's syntax and rewrites it for croner.
-fn convert_field(text: &str, field: &Field) -> Result<String, String> {
+/// Validates one field against EventBridge's syntax and rewrites it with numbers only.
+fn convert_field(text: &str, field: &Field, numbering: Numbering) -> Result<String, String> {
     text.split(',')
-        .map(|item| convert_item(item, field))
+        .map(|item| convert_item(item, field, numbering))
         .collect::<Result<Vec<_>, _>>()
         .map(|items| items.join(","))
 }
 
-fn convert_item(item: &str, field: &Field) -> Result<String, String> {
+fn convert_item(item: &str, field: &Field, numbering: Numbering) -> Result<String, String> {
     if item.is_empty() {
         return Err(format!("{}: empty value in a list", field.name));
     }
@@ -376,12 +392,12 @@ fn convert_item(item: &str, field: &Field) -> Result<String, String> {
             }
             // "L" alone is the last day of the week.
             if item == "L" {
-                return Ok(field.emit(7).to_string());
+                return Ok(field.emit(7, numbering).to_string());
             }
             if let Some((day, nth)) = item.split_once('#') {
                 let day = field.value(day)?;
                 return match nth.parse::<u32>() {
-                    Ok(n @ 1..=5) => Ok(format!("{}#{n}", field.emit(day))),
+                    Ok(n @ 1..=5) => Ok(format!("{}#{n}", field.emit(day, numbering))),
                     _ => Err(format!(
                         "day-of-week: the number after # must be 1-5, e.g. 6#3 for the third Friday, not \"{item}\""
                     )),
@@ -389,7 +405,7 @@ fn convert_item(item: &str, field: &Field) -> Result<String, String> {
             }
             // "6L": the last Friday of the month.
             if let Some(day) = item.strip_suffix('L') {
-                return Ok(format!("{}L", field.emit(field.value(day)?)));
+                return Ok(format!("{}L", field.emit(field.value(day)?, numbering)));
             }
         }
         FieldKind::Plain => {}
@@ -411,11 +427,11 @@ fn convert_item(item: &str, field: &Field) -> Result<String, String> {
         let base = if base == "*" {
             "*".to_owned()
         } else {
-            field.range(base)?
+            field.range(base, numbering)?
         };
         return Ok(format!("{base}/{step}"));
     }
-    field.range(item)
+    field.range(item, numbering)
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ fn event(name: &str) -> Request {
 /// before any AWS call, and would fail loudly if one were made.
 fn app() -> App<DynamoConnectorStore, SecretsManagerStore, impl shared::validation::Validate> {
     let sdk = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
+        .behavior_version(shared::aws::behavior_version())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url("http://127.0.0.1:9")
         .build();
@@ -151,14 +151,132 @@ async fn bodies_over_64_kib_are_refused_with_413() {
     assert_eq!(body["error"]["code"], "payload_too_large");
 }
 
+/// Dispatch follows the route key API Gateway matched, not the raw path; a key outside the
+/// table (API Gateway answers undeclared methods and paths itself, so no 405 reaches us) is a
+/// 404, as is a route's missing or malformed `{id}` path parameter.
 #[tokio::test]
-async fn wrong_method_lists_the_allowed_ones() {
-    let mut raw: Value = serde_json::from_str(&event_text("get-connector")).unwrap();
-    raw["requestContext"]["http"]["method"] = json!("PUT");
-    let request = lambda_http::request::from_str(&raw.to_string()).unwrap();
-    let response = app().handle(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(response.headers()[header::ALLOW], "GET, PATCH, DELETE");
+async fn dispatch_is_by_route_key_and_path_parameters() {
+    type Edit = fn(&mut Value);
+    let cases: &[(&str, &str, Edit, u16, &str)] = &[
+        (
+            "a method no route declares",
+            "get-connector",
+            |e| {
+                e["requestContext"]["http"]["method"] = json!("PUT");
+                e["requestContext"]["routeKey"] = json!("PUT /connectors/{id}");
+            },
+            404,
+            "not_found",
+        ),
+        (
+            "the $default route",
+            "get-connector",
+            |e| e["requestContext"]["routeKey"] = json!("$default"),
+            404,
+            "not_found",
+        ),
+        (
+            "no route key",
+            "get-connector",
+            |e| {
+                e["requestContext"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("routeKey");
+            },
+            404,
+            "not_found",
+        ),
+        (
+            "the route key, not the raw path, decides",
+            "update-without-if-match",
+            |e| {
+                e["rawPath"] = json!("/elsewhere");
+                e["requestContext"]["http"]["path"] = json!("/elsewhere");
+            },
+            428,
+            "precondition_required",
+        ),
+        (
+            "no id path parameter",
+            "update-without-if-match",
+            |e| {
+                e.as_object_mut().unwrap().remove("pathParameters");
+            },
+            404,
+            "not_found",
+        ),
+        (
+            "an id that is not a connector id",
+            "update-without-if-match",
+            |e| e["pathParameters"]["id"] = json!("con_1/../x"),
+            404,
+            "not_found",
+        ),
+        (
+            "a route key without an id ignores path parameters",
+            "list-bad-params",
+            |e| e["pathParameters"] = json!({"id": "not an id"}),
+            400,
+            "validation_failed",
+        ),
+    ];
+    for (name, file, edit, status, code) in cases {
+        let mut raw: Value = serde_json::from_str(&event_text(file)).unwrap();
+        edit(&mut raw);
+        let request = lambda_http::request::from_str(&raw.to_string()).unwrap();
+        let response = app().handle(request).await.unwrap();
+        assert_eq!(response.status().as_u16(), *status, "{name}");
+        assert!(response.headers().get(header::ALLOW).is_none(), "{name}");
+        let Body::Text(text) = response.body() else {
+            panic!("{name}: no JSON body")
+        };
+        let body: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(body["error"]["code"], *code, "{name}: {body}");
+    }
+}
+
+/// Each sample event carries what API Gateway would send for its method and path: the route
+/// key of the matching route and its `id`, or `$default` (and no path parameters) when no route
+/// of the table matches.
+#[test]
+fn sample_events_carry_the_route_key_api_gateway_would_match() {
+    fn fits(template: &str, path: &str) -> Option<Option<String>> {
+        let (parts, segments): (Vec<_>, Vec<_>) =
+            (template.split('/').collect(), path.split('/').collect());
+        if parts.len() != segments.len() {
+            return None;
+        }
+        let mut id = None;
+        for (part, segment) in parts.iter().zip(&segments) {
+            if *part == "{id}" && !segment.is_empty() {
+                id = Some((*segment).to_owned());
+            } else if part != segment {
+                return None;
+            }
+        }
+        Some(id)
+    }
+    let dir = format!("{}/../../events/connector-api", env!("CARGO_MANIFEST_DIR"));
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let event: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let method = event["requestContext"]["http"]["method"].as_str().unwrap();
+        let raw_path = event["rawPath"].as_str().unwrap();
+        let matched = crate::routes::ROUTES.iter().find_map(|(m, template, _)| {
+            let id = fits(template, raw_path).filter(|_| m.as_str() == method)?;
+            Some((crate::routes::route_key(m, template), id))
+        });
+        let (key, id) = matched.unwrap_or_else(|| ("$default".to_owned(), None));
+        assert_eq!(event["routeKey"], json!(key), "{name}: routeKey");
+        assert_eq!(event["requestContext"]["routeKey"], json!(key), "{name}");
+        let params = event.get("pathParameters").cloned().unwrap_or(Value::Null);
+        match id {
+            Some(id) => assert_eq!(params, json!({"id": id}), "{name}: pathParameters"),
+            None => assert!(params.is_null(), "{name}: no pathParameters expected"),
+        }
+    }
 }
 
 #[test]
