@@ -1,7 +1,7 @@
 //! Settings read once per cold start from the environment (every variable is declared in
 //! template.yaml and mirrored in `.local-stack/env` for local runs).
 
-use crate::domain::platform::OwnResources;
+use crate::domain::connector::platform::OwnResources;
 use crate::domain::setup::PlatformIdentity;
 
 #[derive(Debug, thiserror::Error)]

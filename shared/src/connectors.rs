@@ -4,14 +4,14 @@
 use chrono::Utc;
 use serde_json::Value;
 
-use crate::domain::checks::{ValidationReport, ValidationStatus};
+use crate::domain::connector::field::FieldError;
+use crate::domain::connector::platform::OwnResources;
+use crate::domain::connector::rules;
+use crate::domain::connector::schedule::Schedule;
+use crate::domain::connector::spec::{self, AccessKeyPair, AuthSpec, ConnectorSpec};
 use crate::domain::connector::{Auth, Connector, ConnectorStatus, Direction, Parsed};
-use crate::domain::field::FieldError;
-use crate::domain::platform::OwnResources;
-use crate::domain::rules;
-use crate::domain::schedule::Schedule;
+use crate::domain::setup::checks::{ValidationReport, ValidationStatus};
 use crate::domain::setup::{self, PlatformIdentity, SetupInstructions};
-use crate::domain::spec::{self, AccessKeyPair, AuthSpec, ConnectorSpec};
 use crate::error::{SecretError, StoreError};
 use crate::ports::{BucketClaims, ClaimsWrite, ConnectorStore, Page, SecretStore};
 use crate::validation::Validate;

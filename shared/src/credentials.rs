@@ -17,8 +17,8 @@ use aws_credential_types::provider::{self, ProvideCredentials, future};
 use serde_json::json;
 use tokio::sync::OnceCell;
 
+use crate::domain::connector::platform::{OwnResources, arn_account};
 use crate::domain::connector::{Auth, Connector};
-use crate::domain::platform::{OwnResources, arn_account};
 use crate::domain::setup;
 use crate::error::{AwsCallError, SecretError};
 use crate::ports::{AssumeRole, SecretStore, SecurityTokenService};
@@ -209,7 +209,10 @@ impl<T: SecurityTokenService, K: SecretStore> CredentialBroker<T, K> {
         connector: &Connector,
         role_arn: &str,
     ) -> Result<bool, AwsCallError> {
-        let wrong = format!("wrong-{}", crate::domain::rules::generate_token(16));
+        let wrong = format!(
+            "wrong-{}",
+            crate::domain::connector::rules::generate_token(16)
+        );
         match self
             .assume_customer_role(connector, role_arn, &wrong, SessionPurpose::Validation)
             .await
@@ -434,7 +437,7 @@ fn session_policy_text(connector: &Connector, own: &OwnResources) -> String {
         return policy;
     }
     // Very long prefixes or folder lists: the same actions, on the whole bucket.
-    let partition = crate::domain::rules::partition_for_region(&connector.region);
+    let partition = crate::domain::connector::rules::partition_for_region(&connector.region);
     let bucket = format!("arn:{partition}:s3:::{}", connector.bucket);
     let mut s3_actions: Vec<String> = Vec::new();
     let mut other = Vec::new();

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use crate::domain::connector::Connector;
-use crate::domain::spec::AccessKeyPair;
+use crate::domain::connector::spec::AccessKeyPair;
 use crate::error::{SecretError, StoreError};
 use crate::ports::{BucketClaims, ClaimsWrite, ConnectorStore, Page, SecretStore};
 

@@ -10,7 +10,8 @@ pub mod aws;
 pub mod config;
 pub mod connectors;
 pub mod credentials;
-pub mod domain;
+/// The pure domain crate, re-exported so callers name `shared::domain::…`.
+pub use ::domain;
 pub mod error;
 pub mod fakes;
 pub mod ports;

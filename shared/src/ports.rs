@@ -6,9 +6,9 @@ use std::future::Future;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
-use crate::domain::checks::BucketSettings;
+use crate::domain::connector::spec::AccessKeyPair;
 use crate::domain::connector::{Connector, Encryption};
-use crate::domain::spec::AccessKeyPair;
+use crate::domain::setup::checks::BucketSettings;
 use crate::error::{AwsCallError, SecretError, StoreError};
 
 /// One page of a listing; `next` is the last key of the page when more may follow.

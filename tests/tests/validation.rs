@@ -350,7 +350,7 @@ async fn a_role_ignoring_the_external_id_is_never_used_on_the_bucket() {
         SecretsManagerStore::new(stack.secrets()),
         stack.env.get("CONNECTOR_PRINCIPAL_ARN").to_owned(),
         TokenSource::None,
-        shared::domain::platform::OwnResources::default(),
+        shared::domain::connector::platform::OwnResources::default(),
     );
     let run = broker.obtain(&connector, SessionPurpose::Run).await;
     assert!(
@@ -567,7 +567,7 @@ async fn run_credentials_renew_as_fresh_sessions_scoped_by_the_role() {
         SecretsManagerStore::new(stack.secrets()),
         stack.env.get("CONNECTOR_PRINCIPAL_ARN").to_owned(),
         TokenSource::None,
-        shared::domain::platform::OwnResources::default(),
+        shared::domain::connector::platform::OwnResources::default(),
     ));
     let provider = ConnectorCredentials::new(broker, Arc::new(connector), SessionPurpose::Run);
 

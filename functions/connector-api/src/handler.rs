@@ -8,7 +8,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 use shared::connectors::{ConnectorService, ServiceError};
-use shared::domain::field::FieldError;
+use shared::domain::connector::field::FieldError;
 use shared::error::{SecretError, StoreError};
 use shared::ports::{ConnectorStore, SecretStore};
 use shared::validation::Validate;

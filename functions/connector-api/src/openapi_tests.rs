@@ -5,11 +5,11 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
+use shared::domain::connector::field::FieldError;
+use shared::domain::connector::rules;
+use shared::domain::connector::spec::{self, AuthSpec, ConnectorSpec};
 use shared::domain::connector::{Connector, Parsed};
-use shared::domain::field::FieldError;
-use shared::domain::rules;
 use shared::domain::setup::{self, PlatformIdentity};
-use shared::domain::spec::{self, AuthSpec, ConnectorSpec};
 
 use crate::routes::ROUTES;
 use crate::views::ConnectorView;

@@ -2,10 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use shared::domain::checks::ValidationReport;
 use shared::domain::connector::{
     Auth, Connector, ConnectorStatus, Direction, ExportOptions, IngestOptions,
 };
+use shared::domain::setup::checks::ValidationReport;
 
 /// What the API shows of an auth block: never a secret, never the secret's ARN.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -3,7 +3,7 @@
 //! and, after the queue's `maxReceiveCount`, moves it to the dead-letter queue. Nothing is dropped.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use shared::domain::notification::{Notification, ledger_id, parse_message};
+use shared::domain::ingest::notification::{Notification, ledger_id, parse_message};
 use tracing::{info, info_span, warn};
 
 /// Whether a message may be deleted from the queue.

@@ -397,3 +397,6 @@ impl DynamoConnectorStore {
         )
     }
 }
+
+#[cfg(test)]
+mod stored_tests;

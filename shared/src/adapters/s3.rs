@@ -10,8 +10,8 @@ use aws_sdk_s3::types::{
     ObjectCannedAcl, ObjectOwnership, Payer, ServerSideEncryption,
 };
 
-use crate::domain::checks::BucketSettings;
 use crate::domain::connector::SseMode;
+use crate::domain::setup::checks::BucketSettings;
 use crate::error::{AwsCallError, unparsed_ok_body};
 use crate::ports::{
     CustomerStorage, HeadBucketError, ListedObject, Listing, ObjectInfo, ObjectStore,

@@ -5,7 +5,7 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::Tag;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::spec::{AccessKeyPair, SecretString};
+use crate::domain::connector::spec::{AccessKeyPair, SecretString};
 use crate::error::{AwsCallError, SecretError};
 use crate::ports::SecretStore;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
-use crate::domain::checks::BucketSettings;
+use crate::domain::setup::checks::BucketSettings;
 use crate::error::AwsCallError;
 use crate::ports::{
     CustomerStorage, HeadBucketError, ListedObject, Listing, ObjectInfo, ObjectStore,

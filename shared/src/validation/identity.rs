@@ -10,10 +10,10 @@ use crate::credentials::{
     CredentialBroker, CredentialError, PLATFORM_ASSUME_ROLE, SessionPurpose,
     with_propagation_retries,
 };
-use crate::domain::checks::{self, CheckId, CheckResult};
+use crate::domain::connector::platform::OwnResources;
+use crate::domain::connector::spec;
 use crate::domain::connector::{Auth, AuthMode, Connector};
-use crate::domain::platform::OwnResources;
-use crate::domain::spec;
+use crate::domain::setup::checks::{self, CheckId, CheckResult};
 use crate::error::AwsCallError;
 use crate::ports::{SecretStore, SecurityTokenService};
 

@@ -21,8 +21,10 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use chrono::Utc;
 
 use crate::credentials::CredentialBroker;
-use crate::domain::checks::{self, CHECK_DIR, CheckId, CheckResult, CheckStatus, ValidationReport};
 use crate::domain::connector::Connector;
+use crate::domain::setup::checks::{
+    self, CHECK_DIR, CheckId, CheckResult, CheckStatus, ValidationReport,
+};
 use crate::ports::{CustomerStorage, SecretStore, SecurityTokenService};
 
 use probes::CheckRun;

@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use super::clean_up::TestObjects;
 use super::{NEEDS_BUCKET, elapsed_ms, timed};
-use crate::domain::checks::{
+use crate::domain::connector::{AuthMode, Connector, Direction, SseMode};
+use crate::domain::setup::checks::{
     self, CHECK_DIR, CheckId, CheckResult, CheckStatus, missing_permission, objects_arn,
 };
-use crate::domain::connector::{AuthMode, Connector, Direction, SseMode};
 use crate::error::AwsCallError;
 use crate::ports::{ObjectStore, UploadedPart, WriteOptions};
 

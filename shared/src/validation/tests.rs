@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::credentials::TokenSource;
-use crate::domain::checks::{BucketSettings, CheckStatus, ValidationStatus};
-use crate::domain::platform::OwnResources;
-use crate::domain::spec::{AccessKeyPair, SecretString};
+use crate::domain::connector::platform::OwnResources;
+use crate::domain::connector::spec::{AccessKeyPair, SecretString};
+use crate::domain::setup::checks::{BucketSettings, CheckStatus, ValidationStatus};
 use crate::domain::testing::{EXTERNAL_ID, stored_connector};
 use crate::error::AwsCallError;
 use crate::fakes::MemorySecretStore;

@@ -33,7 +33,7 @@ fn app() -> App<DynamoConnectorStore, SecretsManagerStore, impl shared::validati
         SecretsManagerStore::new(shared::aws::secrets_client(&sdk)),
         "arn:aws:iam::123456789012:role/connector-access".into(),
         shared::credentials::TokenSource::None,
-        shared::domain::platform::OwnResources::default(),
+        shared::domain::connector::platform::OwnResources::default(),
     );
     let validator = Validator::new(
         std::sync::Arc::new(broker),
@@ -50,7 +50,7 @@ fn app() -> App<DynamoConnectorStore, SecretsManagerStore, impl shared::validati
             web_identity_audience: "sts.amazonaws.com".into(),
             ingest_queue_arn: "arn:aws:sqs:us-east-1:123456789012:ingest".into(),
         },
-        shared::domain::platform::OwnResources::default(),
+        shared::domain::connector::platform::OwnResources::default(),
     );
     App::new(service, validator, "tenant_id".into())
 }

@@ -1,12 +1,24 @@
 //! The connector as stored: one item of the connectors table (docs/dynamodb.md). The API's view
 //! of it lives in the `connector-api` function.
 
+pub mod field;
+pub mod key_template;
+pub mod platform;
+pub mod report;
+pub mod rules;
+pub mod schedule;
+pub mod spec;
+
+/// Folder (under the connector's prefix) of the objects validation writes and removes; objects
+/// there are the service's own, never the customer's files (`Connector::is_service_object`).
+pub const CHECK_DIR: &str = ".connector-check/";
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::checks::ValidationReport;
-use super::key_template::KeyTemplate;
-use super::schedule::Schedule;
+use crate::connector::schedule::Schedule;
+use key_template::KeyTemplate;
+use report::ValidationReport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -830,7 +842,7 @@ impl Connector {
         key == self.challenge_key()
             || key
                 .strip_prefix(self.prefix.as_str())
-                .is_some_and(|rest| rest.starts_with(super::checks::CHECK_DIR))
+                .is_some_and(|rest| rest.starts_with(CHECK_DIR))
     }
 
     /// Example object keys of an export connector (none while its key template is stale).
@@ -898,7 +910,7 @@ mod tests {
 
     #[test]
     fn service_objects_are_told_apart_from_customer_files() {
-        let c = crate::domain::testing::stored_connector(serde_json::json!({
+        let c = crate::testing::stored_connector(serde_json::json!({
             "name": "c", "direction": "ingest", "bucket": "acme-drops", "region": "us-east-1",
             "prefix": "in/", "auth": {"mode": "bucket_policy"}, "ingest": {"table": "t"},
         }));
@@ -964,6 +976,3 @@ mod tests {
         }
     }
 }
-
-#[cfg(test)]
-mod stored_tests;

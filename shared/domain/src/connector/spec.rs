@@ -5,15 +5,15 @@ use std::fmt;
 
 use serde_json::{Map, Value, json};
 
-use super::connector::{
+use crate::connector::field::{FieldError, ObjectReader};
+use crate::connector::key_template::{DEFAULT_KEY_TEMPLATE, KeyTemplate};
+use crate::connector::rules;
+use crate::connector::schedule::Schedule;
+use crate::connector::{
     Auth, Connector, DelimitedFormat, Dialect, Direction, EmptyExportPolicy, Encryption,
     ExportCompression, ExportOptions, FileFormat, Flow, FormatKind, IngestCompression,
     IngestOptions, Parsed, QuoteMode, SseMode, TableSelection,
 };
-use super::field::{FieldError, ObjectReader};
-use super::key_template::{DEFAULT_KEY_TEMPLATE, KeyTemplate};
-use super::rules;
-use super::schedule::Schedule;
 
 pub const DEFAULT_SCHEDULE: &str = "rate(1 day)";
 pub const DEFAULT_BACKFILL_DAYS: u32 = 730;

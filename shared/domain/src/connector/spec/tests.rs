@@ -291,9 +291,9 @@ fn a_bad_body_lists_all_its_problems_at_once() {
 /// Stored and active, at version 3.
 fn stored(spec_body: Value) -> Connector {
     Connector {
-        status: crate::domain::connector::ConnectorStatus::Active,
+        status: crate::connector::ConnectorStatus::Active,
         version: 3,
-        ..crate::domain::testing::stored_connector(spec_body)
+        ..crate::testing::stored_connector(spec_body)
     }
 }
 

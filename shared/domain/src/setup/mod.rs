@@ -2,12 +2,14 @@
 //! policy or bucket policy, challenge file, event notification. Pure: built from the connector
 //! and our deployment's identity.
 
+pub mod checks;
+
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::checks::CHECK_DIR;
-use super::connector::{AuthMode, Connector, Direction, SseMode};
-use super::rules;
+use crate::connector::CHECK_DIR;
+use crate::connector::rules;
+use crate::connector::{AuthMode, Connector, Direction, SseMode};
 
 /// Our side of the trust relationship, from the deployment's configuration.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 //! our AWS account. A connector on one of them would let a tenant read or overwrite platform
 //! data with the platform's credentials (docs/architecture.md, "Own resources").
 
-use super::field::FieldError;
+use crate::connector::field::FieldError;
 
 #[derive(Debug, Clone, Default)]
 pub struct OwnResources {
@@ -46,7 +46,7 @@ impl OwnResources {
         if self.is_own_bucket(bucket) {
             errors.push(FieldError::new("bucket", OWN_BUCKET_RULE));
         }
-        if let Some(account) = role_arn.and_then(super::rules::role_arn_account)
+        if let Some(account) = role_arn.and_then(crate::connector::rules::role_arn_account)
             && self.is_own_account(account)
         {
             errors.push(FieldError::new(

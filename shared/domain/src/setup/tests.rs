@@ -1,6 +1,6 @@
 use super::*;
-use crate::domain::connector::{Auth, Flow, IngestOptions};
-use crate::domain::testing::stored_connector;
+use crate::connector::{Auth, Flow, IngestOptions};
+use crate::testing::stored_connector;
 
 fn platform() -> PlatformIdentity {
     PlatformIdentity {
@@ -291,7 +291,7 @@ fn kms_encryption_adds_key_permissions() {
     else {
         panic!("an export connector")
     };
-    export.encryption.sse = crate::domain::connector::SseMode::AwsKms;
+    export.encryption.sse = crate::connector::SseMode::AwsKms;
     export.encryption.kms_key_id = Some(key.into());
     let policy = policy(s3_statements(&c, None));
     assert_eq!(
@@ -329,7 +329,7 @@ fn kms_grants_go_to_identity_policies_and_name_key_arns_only() {
     else {
         panic!("an export connector")
     };
-    export.encryption.sse = crate::domain::connector::SseMode::AwsKms;
+    export.encryption.sse = crate::connector::SseMode::AwsKms;
     export.encryption.kms_key_id = Some("arn:aws:kms:us-east-1:111111111111:alias/exports".into());
     let policy = policy(s3_statements(&c, None));
     assert_eq!(

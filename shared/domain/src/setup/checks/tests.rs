@@ -1,6 +1,7 @@
 use super::*;
-use crate::domain::testing::{EXTERNAL_ID, stored_connector};
+use crate::testing::{EXTERNAL_ID, stored_connector};
 use chrono::TimeZone;
+use chrono::Utc;
 use serde_json::json;
 
 fn connector(direction: &str, auth: serde_json::Value) -> Connector {

@@ -7,9 +7,11 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
 
-use super::*;
-use crate::domain::checks::{CheckStatus, ValidationStatus};
-use crate::domain::spec;
+use crate::domain::connector::key_template::KeyTemplate;
+use crate::domain::connector::schedule::Schedule;
+use crate::domain::connector::spec;
+use crate::domain::connector::*;
+use crate::domain::setup::checks::{CheckStatus, ValidationStatus};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -104,10 +106,10 @@ fn an_export_item_with_every_option_reads_typed() {
     assert_eq!(report.status, ValidationStatus::Active);
     assert_eq!(
         report.checks.len(),
-        crate::domain::checks::CheckId::ALL.len()
+        crate::domain::setup::checks::CheckId::ALL.len()
     );
     let settings = report
-        .check(crate::domain::checks::CheckId::BucketSettings)
+        .check(crate::domain::setup::checks::CheckId::BucketSettings)
         .unwrap();
     assert_eq!(settings.status, CheckStatus::Warn);
     assert_eq!(settings.aws_error_code.as_deref(), Some("AccessDenied"));

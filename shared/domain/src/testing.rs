@@ -3,8 +3,8 @@
 use chrono::TimeZone;
 use serde_json::Value;
 
-use super::connector::{Auth, Connector, ConnectorStatus};
-use super::spec::{AuthSpec, parse_create};
+use crate::connector::spec::{AuthSpec, parse_create};
+use crate::connector::{Auth, Connector, ConnectorStatus};
 
 pub const EXTERNAL_ID: &str = "ExternalIdForThisConnector0123456789abcdefABCDEF";
 

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::field::json_kind;
+use crate::connector::field::json_kind;
 
 const S3_EVENT_SOURCE: &str = "aws:s3";
 const EVENTBRIDGE_S3_SOURCE: &str = "aws.s3";

@@ -1,0 +1,3 @@
+//! Ingest: files customers drop in their bucket, announced by S3 notifications.
+
+pub mod notification;
