@@ -25,23 +25,33 @@ pub struct AwsCallError {
 
 /// Codes we retry beyond the SDK's own lists (`aws_runtime::retries::classifiers`'
 /// `THROTTLING_ERRORS` and `TRANSIENT_ERRORS`, which already hold DynamoDB's
-/// `TransactionInProgressException`). Server faults (`InternalError`, `ServiceUnavailable`, …)
-/// come with a 5xx status and are retryable by it, as in the SDK.
+/// `TransactionInProgressException`).
 #[cfg(feature = "sdk")]
 const OUR_RETRYABLE_CODES: &[&str] = &[
     // A plain write that met a claims transaction on the same item: safe to retry.
     "TransactionConflictException",
     // Listed by the SDK today; kept so the claims transactions stay retryable if it moves.
     "TransactionInProgressException",
+    // Server faults usually come with a 5xx status, but S3 can send them inside an HTTP 200
+    // (CopyObject, CompleteMultipartUpload), where only the code tells.
+    "InternalError",
+    "InternalFailure",
+    "ServiceUnavailable",
 ];
 
-/// Throttling or transient by the SDK's lists, or one of [`OUR_RETRYABLE_CODES`].
+/// Codes of the SDK's throttling list that mean a quota for the services we call (Secrets
+/// Manager's number of secrets, say): waiting does not help, so they are not retried.
+#[cfg(feature = "sdk")]
+const QUOTA_CODES: &[&str] = &["LimitExceededException"];
+
+/// Throttling or transient by the SDK's lists, or one of [`OUR_RETRYABLE_CODES`]; never a quota.
 #[cfg(feature = "sdk")]
 fn is_retryable_code(code: &str) -> bool {
     use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};
-    [THROTTLING_ERRORS, TRANSIENT_ERRORS, OUR_RETRYABLE_CODES]
-        .iter()
-        .any(|codes| codes.contains(&code))
+    !QUOTA_CODES.contains(&code)
+        && [THROTTLING_ERRORS, TRANSIENT_ERRORS, OUR_RETRYABLE_CODES]
+            .iter()
+            .any(|codes| codes.contains(&code))
 }
 
 impl AwsCallError {
@@ -251,6 +261,9 @@ mod tests {
             ("RequestTimeoutException", true),
             ("TransactionInProgressException", true),
             ("TransactionConflictException", true),
+            ("InternalError", true),
+            ("ServiceUnavailable", true),
+            ("LimitExceededException", false),
             ("AccessDenied", false),
             ("ConditionalCheckFailedException", false),
             ("NoSuchBucket", false),

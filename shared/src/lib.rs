@@ -13,6 +13,7 @@ pub mod credentials;
 /// The pure domain crate, re-exported so callers name `shared::domain::…`.
 pub use ::domain;
 pub mod error;
+#[cfg(test)]
 pub mod fakes;
 pub mod ports;
 pub mod telemetry;

@@ -3,8 +3,9 @@
 //!
 //! - format: JSON lines when `AWS_LAMBDA_LOG_FORMAT` is `JSON` (template.yaml's `LoggingConfig`
 //!   sets it in AWS), readable text otherwise (locally);
-//! - level: `AWS_LAMBDA_LOG_LEVEL` (the `ApplicationLogLevel` of `LoggingConfig`), else
-//!   `RUST_LOG`, else `info`; `RUST_LOG` directives (e.g. `shared=debug`) apply on top.
+//! - level: a non-empty `RUST_LOG` (e.g. `info,shared=debug`) replaces everything else, so it
+//!   must name a default level too; otherwise `AWS_LAMBDA_LOG_LEVEL` (the `ApplicationLogLevel`
+//!   of `LoggingConfig`), else `info`.
 //!
 //! The runtime wraps each invocation in a span with the request id; inside it, every function
 //! opens a span per unit of work with the fields below, so each line says whose work it was.

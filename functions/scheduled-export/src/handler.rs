@@ -1,7 +1,7 @@
 //! One scheduler tick: find the export connectors that are due.
 //!
 //! Claiming a due connector (conditional write per schedule slot) and running the export are
-//! the export capability's work (docs/architecture.md, "Export and ingest"); until then the
+//! the export capability's work (docs/architecture.md, "The flow"); until then the
 //! tick only reports what is due, and changes nothing, so no schedule slot is consumed without an export.
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;

@@ -123,7 +123,9 @@ fn from_item(item: Item) -> Result<Connector, StoreError> {
 /// Runs `query` page by page through the SDK's paginator (DynamoDB stops at 1 MB per call:
 /// connectors with PGP keys are large) until `wanted` items are read or the results end. The
 /// query's own `ExclusiveStartKey`, if any, is where the first page starts; no page is fetched
-/// once `wanted` items are in.
+/// once `wanted` items are in. An item that no longer reads as a connector is logged and left
+/// out, so one bad item cannot fail a tenant's listing or the routing of a bucket shared with
+/// other tenants (reading it by id still reports it as corrupt).
 async fn collect(
     query: QueryFluentBuilder,
     wanted: Option<usize>,
@@ -139,7 +141,17 @@ async fn collect(
             break;
         };
         let item = item.map_err(|e| AwsCallError::from_sdk("dynamodb", "Query", &e))?;
-        items.push(from_item(item)?);
+        let key = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(value)) => value.clone(),
+            _ => String::new(),
+        };
+        let (tenant_id, connector_id) = (key("tenant_id"), key("connector_id"));
+        match from_item(item) {
+            Ok(connector) => items.push(connector),
+            Err(e) => {
+                tracing::error!(%tenant_id, %connector_id, error = %e, "skipping a connector item that cannot be read")
+            }
+        }
     }
     Ok(items)
 }

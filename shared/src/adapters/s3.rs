@@ -9,6 +9,7 @@ use aws_sdk_s3::types::{
     BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, MetadataDirective,
     ObjectCannedAcl, ObjectOwnership, Payer, ServerSideEncryption,
 };
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::domain::connector::SseMode;
 use crate::domain::setup::checks::BucketSettings;
@@ -451,18 +452,17 @@ impl ObjectStore for S3Bucket {
     }
 }
 
-/// `CopySource` is `bucket/key` with the key URL-encoded (spaces, `+`, Unicode).
+/// What `CopySource` leaves unescaped in a key: RFC 3986's unreserved characters and `/`.
+const COPY_SOURCE_KEEP: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+/// `CopySource` is `bucket/key` with the key URL-encoded (spaces, `+`, `%`, Unicode).
 fn copy_source(bucket: &str, key: &str) -> String {
-    let mut encoded = String::with_capacity(key.len());
-    for byte in key.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                encoded.push(byte as char)
-            }
-            other => encoded.push_str(&format!("%{other:02X}")),
-        }
-    }
-    format!("{bucket}/{encoded}")
+    format!("{bucket}/{}", utf8_percent_encode(key, COPY_SOURCE_KEEP))
 }
 
 #[cfg(test)]

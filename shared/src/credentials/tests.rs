@@ -322,4 +322,27 @@ mod over_fake_sts {
                 .contains("acme-data/exports/")
         );
     }
+
+    #[tokio::test]
+    async fn a_bucket_policy_session_is_our_principal_narrowed_to_the_connector() {
+        let sts = sts(Some(EXTERNAL_ID));
+        let c = Connector {
+            auth: Auth::BucketPolicy,
+            ..connector("exports/")
+        };
+        let session = broker(&sts).obtain(&c, SessionPurpose::Run).await.unwrap();
+        assert!(session.session_token().is_some());
+        let requests = sts.requests();
+        assert_eq!(requests.len(), 1, "{requests:?}");
+        assert_eq!(requests[0].role_arn, PRINCIPAL);
+        assert_eq!(requests[0].session_name, session_name(&c));
+        let policy = requests[0]
+            .policy
+            .as_deref()
+            .expect("narrowed by a session policy");
+        assert!(
+            policy.contains("arn:aws:s3:::acme-data/exports/"),
+            "{policy}"
+        );
+    }
 }

@@ -16,6 +16,9 @@ use crate::ports::{
     PendingUpload, UploadedPart, WriteOptions,
 };
 
+/// S3's smallest part, for every part of a multipart upload but the last.
+pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+
 /// The S3 operations of the port, for faults and the call log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -141,6 +144,8 @@ pub struct Upload {
 #[derive(Debug, Clone)]
 pub struct FakeBucket {
     pub region: String,
+    /// Whether HeadBucket names the region (`x-amz-bucket-region`); some endpoints do not.
+    pub reports_region: bool,
     pub objects: BTreeMap<String, StoredObject>,
     pub uploads: BTreeMap<String, Upload>,
     pub settings: BucketSettings,
@@ -153,6 +158,8 @@ pub struct Call {
     pub bucket: String,
     pub key: String,
     pub access_key_id: String,
+    /// The headers a write was sent with (PutObject, CreateMultipartUpload, CopyObject).
+    pub options: Option<WriteOptions>,
 }
 
 #[derive(Default)]
@@ -180,6 +187,7 @@ impl MemoryStorage {
             name.to_owned(),
             FakeBucket {
                 region: region.to_owned(),
+                reports_region: true,
                 objects: BTreeMap::new(),
                 uploads: BTreeMap::new(),
                 settings: BucketSettings {
@@ -211,6 +219,15 @@ impl MemoryStorage {
                     e_tag,
                 },
             );
+    }
+
+    /// HeadBucket on `bucket` stops naming its region.
+    pub fn hide_region(&self, bucket: &str) {
+        self.lock()
+            .buckets
+            .get_mut(bucket)
+            .expect("bucket exists")
+            .reports_region = false;
     }
 
     pub fn set_settings(&self, bucket: &str, settings: BucketSettings) {
@@ -267,11 +284,12 @@ impl CustomerStorage for MemoryStorage {
         &self,
         credentials: SharedCredentialsProvider,
         bucket: &str,
-        _region: &str,
+        region: &str,
     ) -> MemoryBucket {
         MemoryBucket {
             storage: self.clone(),
             bucket: bucket.to_owned(),
+            region: region.to_owned(),
             credentials,
         }
     }
@@ -281,13 +299,20 @@ impl CustomerStorage for MemoryStorage {
 pub struct MemoryBucket {
     storage: MemoryStorage,
     bucket: String,
+    /// The client's region: S3 redirects (301) calls made in another than the bucket's.
+    region: String,
     credentials: SharedCredentialsProvider,
 }
 
 impl MemoryBucket {
     /// Logs the call, then answers an injected fault, expired credentials or a missing bucket
     /// before the operation itself runs.
-    async fn begin(&self, op: Op, key: &str) -> Result<(), AwsCallError> {
+    async fn begin(
+        &self,
+        op: Op,
+        key: &str,
+        options: Option<&WriteOptions>,
+    ) -> Result<(), AwsCallError> {
         let credentials =
             self.credentials
                 .provide_credentials()
@@ -307,6 +332,7 @@ impl MemoryBucket {
                 bucket: self.bucket.clone(),
                 key: key.to_owned(),
                 access_key_id: credentials.access_key_id().to_owned(),
+                options: options.cloned(),
             });
             let rule = state
                 .rules
@@ -341,15 +367,25 @@ impl MemoryBucket {
                 retryable: false,
             });
         }
-        if !self.storage.lock().buckets.contains_key(&self.bucket) {
-            let mut e = Fault::NoSuchBucket.error(op);
-            if op == Op::HeadBucket {
-                // HeadBucket has no body: a bare 404.
-                e.code = None;
-            }
-            return Err(e);
+        let bucket_region = self.storage.bucket(&self.bucket).map(|b| b.region);
+        let mut e = match bucket_region {
+            None => Fault::NoSuchBucket.error(op),
+            // GetBucketLocation answers from any region; everything else is redirected.
+            Some(region) if region != self.region && op != Op::BucketLocation => AwsCallError {
+                service: "s3",
+                operation: op.name(),
+                code: Some("PermanentRedirect".into()),
+                message: format!("the bucket is in {region}"),
+                http_status: Some(301),
+                retryable: false,
+            },
+            Some(_) => return Ok(()),
+        };
+        if op == Op::HeadBucket {
+            // HeadBucket has no body: a bare status.
+            e.code = None;
         }
-        Ok(())
+        Err(e)
     }
 
     fn with_bucket<R>(&self, f: impl FnOnce(&mut FakeBucket, &mut u64) -> R) -> R {
@@ -381,8 +417,8 @@ impl ObjectStore for MemoryBucket {
     }
 
     async fn head_bucket(&self) -> Result<Option<String>, HeadBucketError> {
-        match self.begin(Op::HeadBucket, "").await {
-            Ok(()) => Ok(Some(self.with_bucket(|b, _| b.region.clone()))),
+        match self.begin(Op::HeadBucket, "", None).await {
+            Ok(()) => Ok(self.with_bucket(|b, _| b.reports_region.then(|| b.region.clone()))),
             Err(error) => Err(HeadBucketError {
                 // S3 names the region of a bucket that exists, even when it refuses.
                 region: self.storage.bucket(&self.bucket).map(|b| b.region),
@@ -392,12 +428,12 @@ impl ObjectStore for MemoryBucket {
     }
 
     async fn bucket_location(&self) -> Result<String, AwsCallError> {
-        self.begin(Op::BucketLocation, "").await?;
+        self.begin(Op::BucketLocation, "", None).await?;
         Ok(self.with_bucket(|b, _| b.region.clone()))
     }
 
     async fn head_object(&self, key: &str) -> Result<ObjectInfo, AwsCallError> {
-        self.begin(Op::HeadObject, key).await?;
+        self.begin(Op::HeadObject, key, None).await?;
         self.with_bucket(|b, _| b.objects.get(key).cloned())
             .map(|o| ObjectInfo {
                 size: o.body.len() as u64,
@@ -412,7 +448,7 @@ impl ObjectStore for MemoryBucket {
         max_keys: i32,
         continuation: Option<&str>,
     ) -> Result<Listing, AwsCallError> {
-        self.begin(Op::List, prefix).await?;
+        self.begin(Op::List, prefix, None).await?;
         let max = usize::try_from(max_keys).unwrap_or(0).max(1);
         Ok(self.with_bucket(|b, _| {
             let mut matching = b
@@ -439,20 +475,27 @@ impl ObjectStore for MemoryBucket {
     }
 
     async fn get(&self, key: &str, range: Option<(u64, u64)>) -> Result<Vec<u8>, AwsCallError> {
-        self.begin(Op::Get, key).await?;
+        self.begin(Op::Get, key, None).await?;
         let body = self
             .with_bucket(|b, _| b.objects.get(key).map(|o| o.body.clone()))
             .ok_or_else(|| Self::missing(Op::Get, "NoSuchKey"))?;
-        Ok(match range {
-            None => body,
-            Some((first, last)) => {
-                let start = usize::try_from(first).unwrap_or(usize::MAX).min(body.len());
-                let end = usize::try_from(last.saturating_add(1))
-                    .unwrap_or(usize::MAX)
-                    .min(body.len());
-                body[start..end.max(start)].to_vec()
-            }
-        })
+        let Some((first, last)) = range else {
+            return Ok(body);
+        };
+        let len = body.len() as u64;
+        if first >= len || last < first {
+            // An empty object has no byte 0.
+            return Err(AwsCallError {
+                code: Some("InvalidRange".into()),
+                http_status: Some(416),
+                message: "The requested range is not satisfiable".into(),
+                ..Self::missing(Op::Get, "InvalidRange")
+            });
+        }
+        let end = last.min(len - 1);
+        Ok(body[usize::try_from(first).unwrap_or(usize::MAX)
+            ..=usize::try_from(end).unwrap_or(usize::MAX)]
+            .to_vec())
     }
 
     async fn put(
@@ -461,7 +504,7 @@ impl ObjectStore for MemoryBucket {
         body: Vec<u8>,
         options: &WriteOptions,
     ) -> Result<String, AwsCallError> {
-        self.begin(Op::Put, key).await?;
+        self.begin(Op::Put, key, Some(options)).await?;
         Ok(self.with_bucket(|b, next| {
             let e_tag = format!("\"{next}\"");
             *next += 1;
@@ -482,7 +525,7 @@ impl ObjectStore for MemoryBucket {
         key: &str,
         options: &WriteOptions,
     ) -> Result<String, AwsCallError> {
-        self.begin(Op::CreateUpload, key).await?;
+        self.begin(Op::CreateUpload, key, Some(options)).await?;
         Ok(self.with_bucket(|b, next| {
             let id = format!("upload-{next}");
             *next += 1;
@@ -505,7 +548,7 @@ impl ObjectStore for MemoryBucket {
         part_number: i32,
         body: Vec<u8>,
     ) -> Result<String, AwsCallError> {
-        self.begin(Op::UploadPart, key).await?;
+        self.begin(Op::UploadPart, key, None).await?;
         self.with_bucket(|b, next| {
             let upload = b
                 .uploads
@@ -524,7 +567,7 @@ impl ObjectStore for MemoryBucket {
         key: &str,
         upload_id: &str,
     ) -> Result<Vec<UploadedPart>, AwsCallError> {
-        self.begin(Op::ListParts, key).await?;
+        self.begin(Op::ListParts, key, None).await?;
         self.with_bucket(|b, _| {
             let upload = b
                 .uploads
@@ -548,13 +591,44 @@ impl ObjectStore for MemoryBucket {
         upload_id: &str,
         parts: &[UploadedPart],
     ) -> Result<(), AwsCallError> {
-        self.begin(Op::CompleteUpload, key).await?;
+        self.begin(Op::CompleteUpload, key, None).await?;
         self.with_bucket(|b, next| {
             let upload = b
                 .uploads
                 .get(upload_id)
                 .filter(|u| u.key == key)
                 .ok_or_else(|| Self::missing(Op::CompleteUpload, "NoSuchUpload"))?;
+            // S3's rules: at least one part, ascending numbers, every part but the last ≥ 5 MiB.
+            let refuse = |code: &str, message: &str| AwsCallError {
+                code: Some(code.to_owned()),
+                http_status: Some(400),
+                message: message.to_owned(),
+                ..Self::missing(Op::CompleteUpload, code)
+            };
+            if parts.is_empty() {
+                return Err(refuse("MalformedXML", "no parts"));
+            }
+            if parts
+                .windows(2)
+                .any(|w| w[0].part_number >= w[1].part_number)
+            {
+                return Err(refuse(
+                    "InvalidPartOrder",
+                    "parts must be in ascending order",
+                ));
+            }
+            let small = parts[..parts.len() - 1].iter().any(|p| {
+                upload
+                    .parts
+                    .get(&p.part_number)
+                    .is_some_and(|(_, bytes)| bytes.len() < MIN_PART_SIZE)
+            });
+            if small {
+                return Err(refuse(
+                    "EntityTooSmall",
+                    "a part other than the last is under 5 MiB",
+                ));
+            }
             let mut body = Vec::new();
             for part in parts {
                 match upload.parts.get(&part.part_number) {
@@ -584,7 +658,7 @@ impl ObjectStore for MemoryBucket {
     }
 
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), AwsCallError> {
-        self.begin(Op::AbortUpload, key).await?;
+        self.begin(Op::AbortUpload, key, None).await?;
         self.with_bucket(|b, _| match b.uploads.get(upload_id) {
             Some(u) if u.key == key => {
                 b.uploads.remove(upload_id);
@@ -595,7 +669,7 @@ impl ObjectStore for MemoryBucket {
     }
 
     async fn list_uploads(&self, prefix: &str) -> Result<Vec<PendingUpload>, AwsCallError> {
-        self.begin(Op::ListUploads, prefix).await?;
+        self.begin(Op::ListUploads, prefix, None).await?;
         Ok(self.with_bucket(|b, _| {
             b.uploads
                 .iter()
@@ -614,7 +688,7 @@ impl ObjectStore for MemoryBucket {
         target_key: &str,
         options: &WriteOptions,
     ) -> Result<(), AwsCallError> {
-        self.begin(Op::Copy, target_key).await?;
+        self.begin(Op::Copy, target_key, Some(options)).await?;
         self.with_bucket(|b, next| {
             let source = b
                 .objects
@@ -636,13 +710,13 @@ impl ObjectStore for MemoryBucket {
     }
 
     async fn delete(&self, key: &str) -> Result<(), AwsCallError> {
-        self.begin(Op::Delete, key).await?;
+        self.begin(Op::Delete, key, None).await?;
         self.with_bucket(|b, _| b.objects.remove(key));
         Ok(())
     }
 
     async fn settings(&self) -> BucketSettings {
-        match self.begin(Op::Settings, "").await {
+        match self.begin(Op::Settings, "", None).await {
             Ok(()) => self.with_bucket(|b, _| b.settings.clone()),
             Err(_) => BucketSettings::default(),
         }

@@ -354,12 +354,14 @@ impl<'a, B: ObjectStore> CheckRun<'a, B> {
                 );
             }
         };
-        let check_dir = format!("{}{CHECK_DIR}", self.c.prefix);
+        // The customer's first file with a byte to read: not our own objects (test objects,
+        // the challenge file), not a folder marker, not an empty file (it has no byte 0).
         let first = listed
             .objects
             .iter()
+            .filter(|o| !self.c.is_service_object(&o.key) && !o.key.ends_with('/') && o.size > 0)
             .map(|o| o.key.as_str())
-            .find(|k| !k.starts_with(&check_dir) && !k.ends_with('/'));
+            .next();
         let Some(key) = first else {
             return CheckResult::pass(
                 ID,

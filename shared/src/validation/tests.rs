@@ -141,6 +141,23 @@ async fn an_export_set_up_as_instructed_passes_and_leaves_nothing_behind() {
     assert!(text(&report, CheckId::Write).contains("x-amz-server-side-encryption: AES256"));
     assert_eq!(test_objects_left(&storage), Vec::<String>::new());
     assert!(storage.bucket(BUCKET).unwrap().uploads.is_empty());
+    // Every write was sent with the export's encryption and no ACL (the role's account owns it).
+    let writes: Vec<_> = storage
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c.op, Op::Put | Op::CreateUpload))
+        .collect();
+    assert_eq!(
+        writes.len(),
+        3,
+        "one put, two multipart uploads: {writes:?}"
+    );
+    for call in writes {
+        let options = call.options.clone().expect("a write logs its headers");
+        let encryption = options.encryption.expect("SSE on every write");
+        assert_eq!(encryption.sse, crate::domain::connector::SseMode::Aes256);
+        assert!(!options.bucket_owner_full_control, "{call:?}");
+    }
     // The run's calls were all made, under the prefix, as the customer's role session.
     let calls = storage.calls();
     for op in [
@@ -585,6 +602,96 @@ async fn a_bucket_policy_connector_proves_ownership_before_anything_else() {
         CheckStatus::Skip
     );
     assert!(text(&report, CheckId::Write).contains("x-amz-acl: bucket-owner-full-control"));
+    let acl_writes = storage
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c.op, Op::Put | Op::CreateUpload))
+        .inspect(|c| {
+            assert!(
+                c.options.as_ref().unwrap().bucket_owner_full_control,
+                "{c:?}"
+            )
+        })
+        .count();
+    assert_eq!(acl_writes, 3);
+}
+
+#[tokio::test]
+async fn a_bucket_policy_ingest_reads_a_customer_file_not_the_challenge_file() {
+    let (sts, storage) = (sts(), storage());
+    // The empty challenge file and an empty customer file sort first; neither has a byte 0.
+    storage.put_object(BUCKET, "in/connector-challenge-abc.txt", b"");
+    storage.put_object(BUCKET, "in/a-empty.csv", b"");
+    storage.put_object(BUCKET, "in/orders.csv", b"id\n1\n");
+    let c = connector("ingest", json!({"mode": "bucket_policy"}), json!({}));
+    let report = validator(&sts, &storage).validate(&c).await;
+    assert_eq!(report.status, ValidationStatus::Active, "{report:#?}");
+    assert!(
+        text(&report, CheckId::SourceRead).contains("read the first byte of in/orders.csv"),
+        "{}",
+        text(&report, CheckId::SourceRead)
+    );
+}
+
+#[tokio::test]
+async fn a_challenge_file_we_may_not_read_names_get_object() {
+    let (sts, storage) = (sts(), storage());
+    storage.fail(
+        Op::HeadObject,
+        "exports/connector-challenge-abc.txt",
+        Fault::AccessDenied,
+    );
+    let c = connector("export", json!({"mode": "bucket_policy"}), json!({}));
+    let report = validator(&sts, &storage).validate(&c).await;
+    let r = report.check(CheckId::ChallengeFile).unwrap();
+    assert_eq!(r.status, CheckStatus::Fail);
+    assert_eq!(r.aws_error_code.as_deref(), Some("AccessDenied"));
+    assert!(
+        text(&report, CheckId::ChallengeFile)
+            .contains("the bucket policy of acme-data lacks s3:GetObject"),
+        "{}",
+        text(&report, CheckId::ChallengeFile)
+    );
+    for id in CheckId::Credentials
+        .after()
+        .filter(|id| *id != CheckId::ChallengeFile)
+    {
+        assert_eq!(status(&report, id), CheckStatus::Skip, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn a_bucket_that_does_not_name_its_region_warns() {
+    let (sts, storage) = (sts(), storage());
+    storage.hide_region(BUCKET);
+    let report = validator(&sts, &storage).validate(&role_export()).await;
+    assert_eq!(status(&report, CheckId::BucketRegion), CheckStatus::Warn);
+    assert!(text(&report, CheckId::BucketRegion).contains("make sure acme-data is in us-east-1"));
+    assert_eq!(report.status, ValidationStatus::Active);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_role_is_retried_while_iam_propagates_and_says_so() {
+    let storage = storage();
+    let sts = MemorySts::new(PRINCIPAL);
+    let own = OwnResources::default();
+    let broker = CredentialBroker::new(
+        sts.clone(),
+        MemorySecretStore::default(),
+        PRINCIPAL.into(),
+        TokenSource::None,
+        own,
+    );
+    let validator = Validator::new(Arc::new(broker), storage.clone(), Duration::from_secs(4));
+    let report = validator.validate(&role_export()).await;
+    let t = text(&report, CheckId::Credentials);
+    assert_eq!(status(&report, CheckId::Credentials), CheckStatus::Fail);
+    assert!(t.contains("times over 4 s"), "{t}");
+    let tries = sts.requests().len();
+    assert!(
+        (3..=5).contains(&tries),
+        "backs off 0.5, 1, 2 s within the budget: {tries}"
+    );
 }
 
 #[tokio::test]
@@ -641,24 +748,34 @@ async fn a_call_that_never_answers_fails_its_check_in_bounded_time() {
 #[tokio::test]
 async fn prefixes_with_spaces_plus_and_unicode_get_their_test_objects_removed() {
     let (sts, storage) = (sts(), storage());
+    let prefix = "drop zone/données+%2B/";
+    let file = format!("{prefix}ventes 1+1 日本.csv");
+    storage.put_object(BUCKET, &file, b"id\n");
     let c = connector(
-        "export",
+        "ingest",
         json!({"mode": "role", "role_arn": ROLE}),
-        json!({"prefix": "drop zone/données+%2B/"}),
+        json!({"prefix": prefix, "ingest": {"table": "orders", "success_dir": "fait là/"}}),
     );
     let report = validator(&sts, &storage).validate(&c).await;
     assert_eq!(report.status, ValidationStatus::Active, "{report:#?}");
-    let put = storage
-        .calls()
-        .into_iter()
-        .find(|c| c.op == Op::Put)
-        .unwrap();
+    let calls = storage.calls();
+    let put = calls.iter().find(|c| c.op == Op::Put).unwrap();
     assert!(
         put.key
             .starts_with("drop zone/données+%2B/.connector-check/"),
         "{put:?}"
     );
-    assert!(storage.keys(BUCKET).is_empty());
+    let copy = calls.iter().find(|c| c.op == Op::Copy).unwrap();
+    assert!(
+        copy.key.starts_with("fait là/.connector-check/"),
+        "{copy:?}"
+    );
+    assert!(text(&report, CheckId::SourceRead).contains(&file));
+    assert_eq!(
+        storage.keys(BUCKET),
+        vec![file],
+        "only the customer's file is left"
+    );
 }
 
 #[tokio::test]

@@ -472,7 +472,7 @@ pub struct IngestOptions {
     pub format: FileFormat,
     pub compression: IngestCompression,
     /// Where good files are moved; `None` deletes them once ingested (docs/architecture.md,
-    /// "Export and ingest").
+    /// "The flow").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success_dir: Option<String>,
     /// Where bad files are moved; `None` leaves them in the source.
