@@ -349,12 +349,21 @@ def function_environments(template: dict[str, Any]) -> dict[str, dict[str, Any]]
     """Unresolved environment variables of each AWS::Serverless::Function (Globals merged in)."""
     globals_env = (((template.get("Globals") or {}).get("Function") or {})
                    .get("Environment") or {}).get("Variables") or {}
+    globals_logging = ((template.get("Globals") or {}).get("Function") or {}).get("LoggingConfig") or {}
     envs: dict[str, dict[str, Any]] = {}
     for name, res in (template.get("Resources") or {}).items():
         if res.get("Type") != "AWS::Serverless::Function":
             continue
-        own = ((res.get("Properties") or {}).get("Environment") or {}).get("Variables") or {}
-        envs[name] = {**globals_env, **own}
+        props = res.get("Properties") or {}
+        own = (props.get("Environment") or {}).get("Variables") or {}
+        env = {**globals_env, **own}
+        # Lambda turns LoggingConfig's ApplicationLogLevel into AWS_LAMBDA_LOG_LEVEL, which the
+        # runtime's log subscriber reads; do the same locally. The format stays text locally
+        # (JSON is for CloudWatch), so AWS_LAMBDA_LOG_FORMAT is not set.
+        logging = {**globals_logging, **(props.get("LoggingConfig") or {})}
+        if "ApplicationLogLevel" in logging:
+            env["AWS_LAMBDA_LOG_LEVEL"] = logging["ApplicationLogLevel"]
+        envs[name] = env
     return envs
 
 
