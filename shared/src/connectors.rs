@@ -103,7 +103,7 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
             auth,
             external_id: rules::generate_external_id(),
             challenge_file: format!("connector-challenge-{}.txt", rules::generate_token(32)),
-            next_run_at: next_run(spec.schedule()),
+            next_run_at: next_run(spec.flow.schedule()),
             flow: spec.flow.clone(),
             status: ConnectorStatus::PendingValidation,
             validation: None,
@@ -211,8 +211,8 @@ impl<S: ConnectorStore, K: SecretStore> ConnectorService<S, K> {
             || auth != current.auth
             || encryption_changed(&current, &spec)
             || move_dirs_changed(&current, &spec);
-        if spec.schedule().map(Parsed::text) != current.schedule().map(Parsed::text) {
-            updated.next_run_at = next_run(spec.schedule());
+        if spec.flow.schedule().map(Parsed::text) != current.schedule().map(Parsed::text) {
+            updated.next_run_at = next_run(spec.flow.schedule());
         }
         updated.name = spec.name.clone();
         updated.bucket = spec.bucket.clone();
@@ -584,14 +584,15 @@ fn next_run(schedule: Option<&Parsed<Schedule>>) -> Option<chrono::DateTime<Utc>
 }
 
 fn encryption_changed(current: &Connector, spec: &ConnectorSpec) -> bool {
-    current.export_options().map(|e| &e.encryption) != spec.export_options().map(|e| &e.encryption)
+    current.export_options().map(|e| &e.encryption)
+        != spec.flow.export_options().map(|e| &e.encryption)
 }
 
 fn move_dirs_changed(current: &Connector, spec: &ConnectorSpec) -> bool {
     let dirs = |i: Option<&crate::domain::connector::IngestOptions>| {
         i.map(|i| (i.success_dir.clone(), i.failed_dir.clone()))
     };
-    dirs(current.ingest_options()) != dirs(spec.ingest_options())
+    dirs(current.ingest_options()) != dirs(spec.flow.ingest_options())
 }
 
 fn direction_word(direction: Direction) -> &'static str {

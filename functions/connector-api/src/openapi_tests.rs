@@ -306,18 +306,18 @@ fn stored(spec: &ConnectorSpec) -> Connector {
         "tenant_id": "acme",
         "connector_id": "con_019ab3c4d5e67f808192a3b4c5d6e7f8",
         "name": spec.name,
-        "direction": spec.direction(),
+        "direction": spec.flow.direction(),
         "bucket": spec.bucket,
         "region": spec.region,
         "prefix": spec.prefix,
         "auth": auth,
         "external_id": "q7XbN2kLm9PzR4tVw8YcA1sD5fGh3JjK6uE0oIiW2nBv7MxZ",
         "challenge_file": "connector-challenge-3f9c2a7e1b5d4c8a9e0f6b2d7c1a5e3f.txt",
-        "schedule": spec.schedule().map(Parsed::text),
-        "export": spec.export_options(),
-        "ingest": spec.ingest_options(),
+        "schedule": spec.flow.schedule().map(Parsed::text),
+        "export": spec.flow.export_options(),
+        "ingest": spec.flow.ingest_options(),
         "status": "pending_validation",
-        "next_run_at": spec.schedule().map(|_| "2026-11-24T02:00:00Z"),
+        "next_run_at": spec.flow.schedule().map(|_| "2026-11-24T02:00:00Z"),
         "version": 1,
         "created_at": "2026-11-23T14:00:00.123456Z",
         "updated_at": "2026-11-23T14:00:00.123456Z",
@@ -650,9 +650,9 @@ fn documented_defaults_are_the_parsers_defaults() {
         let spec = parse("minimal", &body);
         json!({
             "prefix": spec.prefix,
-            "schedule": spec.schedule().map(Parsed::text),
-            "export": spec.export_options(),
-            "ingest": spec.ingest_options(),
+            "schedule": spec.flow.schedule().map(Parsed::text),
+            "export": spec.flow.export_options(),
+            "ingest": spec.flow.ingest_options(),
         })
     };
     let export = minimal("export", json!({}));

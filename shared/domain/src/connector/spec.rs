@@ -99,24 +99,6 @@ pub struct ConnectorSpec {
     pub flow: Flow,
 }
 
-impl ConnectorSpec {
-    pub fn direction(&self) -> Direction {
-        self.flow.direction()
-    }
-
-    pub fn export_options(&self) -> Option<&ExportOptions> {
-        self.flow.export_options()
-    }
-
-    pub fn ingest_options(&self) -> Option<&IngestOptions> {
-        self.flow.ingest_options()
-    }
-
-    pub fn schedule(&self) -> Option<&Parsed<Schedule>> {
-        self.flow.schedule()
-    }
-}
-
 /// Validates a `POST /connectors` body.
 pub fn parse_create(body: Value) -> Result<ConnectorSpec, Vec<FieldError>> {
     if !body.is_object() {

@@ -187,7 +187,7 @@ fn a_stale_schedule_or_key_template_reads_and_is_reported_by_the_config_check() 
         json!({"schedule": "rate(1 hour)", "export": {"key_template": "[table_name]/[run_id]_[part_number]"}}),
     )
     .expect("fixed");
-    assert!(fixed.schedule().and_then(Parsed::valid).is_some());
+    assert!(fixed.flow.schedule().and_then(Parsed::valid).is_some());
 }
 
 #[test]

@@ -41,10 +41,13 @@ fn fields(result: Result<ConnectorSpec, Vec<FieldError>>) -> Vec<String> {
 fn export_defaults_are_filled_in() {
     let spec = parse_create(export_body()).unwrap();
     assert_eq!(spec.prefix, "platform/exports/");
-    assert_eq!(spec.schedule().map(Parsed::text), Some(DEFAULT_SCHEDULE));
-    assert!(spec.schedule().and_then(Parsed::valid).is_some());
-    assert!(spec.ingest_options().is_none());
-    let export = spec.export_options().unwrap().clone();
+    assert_eq!(
+        spec.flow.schedule().map(Parsed::text),
+        Some(DEFAULT_SCHEDULE)
+    );
+    assert!(spec.flow.schedule().and_then(Parsed::valid).is_some());
+    assert!(spec.flow.ingest_options().is_none());
+    let export = spec.flow.export_options().unwrap().clone();
     assert_eq!(export.format.kind(), FormatKind::Csv);
     let delimited = export.format.delimited().unwrap();
     assert_eq!(delimited.delimiter(), ',');
@@ -66,9 +69,9 @@ fn export_defaults_are_filled_in() {
 #[test]
 fn ingest_defaults_and_secret_handling() {
     let spec = parse_create(ingest_body()).unwrap();
-    assert!(spec.schedule().is_none());
-    assert!(spec.export_options().is_none());
-    let ingest = spec.ingest_options().unwrap().clone();
+    assert!(spec.flow.schedule().is_none());
+    assert!(spec.flow.export_options().is_none());
+    let ingest = spec.flow.ingest_options().unwrap().clone();
     assert_eq!(ingest.compression, IngestCompression::Auto);
     assert_eq!(ingest.format.delimited().map(|d| d.delimiter()), Some(','));
     let AuthSpec::AccessKey(Some(keys)) = spec.auth else {
@@ -307,7 +310,7 @@ fn patch_merges_into_the_current_connector() {
     .unwrap();
     assert_eq!(spec.name, "Renamed");
     assert_eq!(spec.bucket, "acme-exports");
-    let export = spec.export_options().unwrap();
+    let export = spec.flow.export_options().unwrap();
     assert_eq!(export.compression, ExportCompression::Zstd);
     assert_eq!(
         export.format.kind(),
@@ -317,12 +320,15 @@ fn patch_merges_into_the_current_connector() {
 
     // Switching format replaces the format object: csv settings don't leak into jsonl.
     let spec = parse_patch(&current, json!({"export": {"format": {"type": "jsonl"}}})).unwrap();
-    assert_eq!(spec.export_options().unwrap().format, FileFormat::Jsonl);
+    assert_eq!(
+        spec.flow.export_options().unwrap().format,
+        FileFormat::Jsonl
+    );
 
     // Switching to parquet takes parquet's default compression instead of the stored gzip.
     let spec = parse_patch(&current, json!({"export": {"format": {"type": "parquet"}}})).unwrap();
     assert_eq!(
-        spec.export_options().unwrap().compression,
+        spec.flow.export_options().unwrap().compression,
         ExportCompression::None
     );
     let got = fields(parse_patch(
