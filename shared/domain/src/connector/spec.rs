@@ -461,6 +461,16 @@ fn check_secret_access_key(secret: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The `format` object of an export or ingest block (CSV when absent or untyped).
+fn read_format_of(parent: &mut ObjectReader<'_>) -> Option<FileFormat> {
+    let path = parent.path_of("format");
+    let value = parent.take_object("format").unwrap_or(json!({}));
+    read_format(
+        ObjectReader::new(&path, value, parent.errors()),
+        FormatKind::Csv,
+    )
+}
+
 fn read_format(mut r: ObjectReader<'_>, default_kind: FormatKind) -> Option<FileFormat> {
     let kind = r.take::<FormatKind>("type").unwrap_or(default_kind);
     let delimited_fields = [
@@ -548,14 +558,7 @@ fn check_format_char(s: &str) -> Result<char, String> {
 }
 
 fn read_export(mut r: ObjectReader<'_>) -> Option<ExportOptions> {
-    let format = read_format(
-        ObjectReader::new(
-            &r.path_of("format"),
-            r.take_object("format").unwrap_or(json!({})),
-            r.errors(),
-        ),
-        FormatKind::Csv,
-    );
+    let format = read_format_of(&mut r);
     let is_parquet = format
         .as_ref()
         .is_some_and(|f| f.kind() == FormatKind::Parquet);
@@ -732,14 +735,7 @@ fn read_ingest(mut r: ObjectReader<'_>, source_prefix: Option<&str>) -> Option<I
     let table = r
         .require::<String>("table")
         .and_then(|t| checked(&mut r, "table", check_identifier(&t).map(|_| t)));
-    let format = read_format(
-        ObjectReader::new(
-            &r.path_of("format"),
-            r.take_object("format").unwrap_or(json!({})),
-            r.errors(),
-        ),
-        FormatKind::Csv,
-    );
+    let format = read_format_of(&mut r);
     let compression = r
         .take::<IngestCompression>("compression")
         .unwrap_or(IngestCompression::Auto);

@@ -1,5 +1,5 @@
 use super::*;
-use crate::connector::{Auth, Flow, IngestOptions};
+use crate::connector::{Auth, Flow};
 use crate::testing::stored_connector;
 
 fn platform() -> PlatformIdentity {
@@ -217,7 +217,6 @@ fn ingest_permissions_cover_moves_but_write_nowhere_else_in_the_source() {
         list["Condition"]["StringLike"]["s3:prefix"],
         json!(["incoming/*", "done/*", "failed/*"])
     );
-    let _ = IngestOptions::clone;
 }
 
 #[test]
