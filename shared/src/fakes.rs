@@ -1,8 +1,12 @@
 //! In-memory fakes of the ports, for unit tests of the logic above them. They keep the same
 //! conditional-write rules as the DynamoDB and Secrets Manager adapters, and let a test run a
 //! "concurrent" change right before the next write, to reproduce races deterministically.
-//! `storage` and `sts` fake the customer's bucket and AWS STS.
+//! `storage` and `sts` fake the customer's bucket and AWS STS, `lake` the platform's tables,
+//! `runs` the runs table and the export queue.
 
+#[cfg(feature = "lake")]
+pub mod lake;
+pub mod runs;
 pub mod storage;
 pub mod sts;
 

@@ -13,8 +13,12 @@ pub mod credentials;
 /// The pure domain crate, re-exported so callers name `shared::domain::…`.
 pub use ::domain;
 pub mod error;
+#[cfg(feature = "export")]
+pub mod export;
 #[cfg(test)]
 pub mod fakes;
+#[cfg(feature = "lake")]
+pub mod lake;
 pub mod ports;
 pub mod telemetry;
 pub mod validation;

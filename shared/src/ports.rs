@@ -8,6 +8,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::domain::connector::spec::AccessKeyPair;
 use crate::domain::connector::{Connector, Encryption};
+use crate::domain::export::run::{Run, RunMessage, Watermarks};
 use crate::domain::setup::checks::BucketSettings;
 use crate::error::{AwsCallError, SecretError, StoreError};
 
@@ -320,4 +321,51 @@ pub struct AssumeRole {
     pub duration_seconds: i32,
     /// Inline session policy (JSON) narrowing the session.
     pub policy: Option<String>,
+}
+
+/// The runs table: one record per run, plus each connector's export watermarks.
+pub trait RunStore: Send + Sync {
+    /// Writes a new run; `StoreError::AlreadyExists` when its id is taken.
+    fn create(&self, run: &Run) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn get(
+        &self,
+        connector_id: &str,
+        run_id: &str,
+    ) -> impl Future<Output = Result<Option<Run>, StoreError>> + Send;
+
+    /// The connector's runs, newest first; `after` continues from a page's `next`.
+    fn list(
+        &self,
+        connector_id: &str,
+        limit: u32,
+        after: Option<&str>,
+    ) -> impl Future<Output = Result<Page<Run>, StoreError>> + Send;
+
+    /// Replaces the run's record (status, plan, files, outcome).
+    fn update(&self, run: &Run) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The connector's export watermarks (empty before its first successful run).
+    fn watermarks(
+        &self,
+        connector_id: &str,
+    ) -> impl Future<Output = Result<Watermarks, StoreError>> + Send;
+
+    /// Moves the watermarks from `expected` to `next`, only if they are still `expected`
+    /// (`StoreError::Contended` otherwise): a run's data is committed once.
+    fn advance_watermarks(
+        &self,
+        connector_id: &str,
+        run_id: &str,
+        expected: &Watermarks,
+        next: &Watermarks,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The export queue: a message starts a run in `scheduled-export`.
+pub trait RunQueue: Send + Sync {
+    fn enqueue(
+        &self,
+        message: &RunMessage,
+    ) -> impl Future<Output = Result<(), AwsCallError>> + Send;
 }

@@ -3,6 +3,7 @@
 
 pub mod field;
 pub mod key_template;
+pub mod pgp_key;
 pub mod platform;
 pub mod report;
 pub mod rules;

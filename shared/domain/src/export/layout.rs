@@ -1,0 +1,1 @@
+//! Export file naming: extension, Content-Type, manifest and marker keys.

@@ -1,0 +1,1 @@
+//! The runs table adapter: runs and each connector's export watermarks.

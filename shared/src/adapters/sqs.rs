@@ -1,0 +1,1 @@
+//! The export queue adapter (SQS).

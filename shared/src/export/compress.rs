@@ -1,0 +1,1 @@
+//! Compression and containers: gzip, zstd, zip, tar, tgz over a ByteSink.

@@ -1,0 +1,1 @@
+//! OpenPGP encryption to the connector's public key over a ByteSink.

@@ -1,0 +1,1 @@
+//! In-memory runs table and export queue.
