@@ -1,6 +1,8 @@
 //! The API shows connectors exactly as before the typed model: `today.json` holds, for each
 //! fixture, the stored connector (serde JSON form) and the view a build before the change
-//! returned for it.
+//! returned for it, changed only where export changed on purpose: the `success_marker` and
+//! `table_folder_extension` options (on for items stored before them) and the `<table>.parquet`
+//! folder of parquet key examples.
 
 use serde_json::{Value, json};
 use shared::domain::connector::Connector;

@@ -100,6 +100,9 @@ pub struct KeyContext<'a> {
     pub loaded_at: DateTime<Utc>,
     pub run_id: &'a str,
     pub part_number: u32,
+    /// Appended to `[table_name]` where it names a folder (followed by `/`): `.parquet` puts
+    /// Parquet tables in `<table>.parquet/` folders, as Spark-style readers expect.
+    pub table_folder_suffix: &'a str,
 }
 
 impl KeyTemplate {
@@ -168,10 +171,19 @@ impl KeyTemplate {
         debug_assert!(prefix.is_empty() || prefix.ends_with('/'), "{prefix:?}");
         let mut key = String::with_capacity(prefix.len() + self.text.len() + 32);
         key.push_str(prefix);
-        for segment in &self.segments {
+        for (i, segment) in self.segments.iter().enumerate() {
             match segment {
                 Segment::Literal(text) => key.push_str(text),
-                Segment::Element(element) => element.render(ctx, &mut key),
+                Segment::Element(element) => {
+                    element.render(ctx, &mut key);
+                    let names_folder = matches!(
+                        self.segments.get(i + 1),
+                        Some(Segment::Literal(next)) if next.starts_with('/')
+                    );
+                    if *element == Element::TableName && names_folder {
+                        key.push_str(ctx.table_folder_suffix);
+                    }
+                }
             }
         }
         if !extension.is_empty() {
@@ -188,6 +200,7 @@ impl KeyTemplate {
         integration_name: &str,
         tables: &[&str],
         extension: &str,
+        table_folder_suffix: &str,
     ) -> Vec<String> {
         let loaded_at = Utc
             .with_ymd_and_hms(2026, 1, 15, 2, 0, 0)
@@ -208,6 +221,7 @@ impl KeyTemplate {
                     loaded_at,
                     run_id: "run-0001",
                     part_number,
+                    table_folder_suffix,
                 };
                 self.render(prefix, &ctx, extension)
             })
@@ -402,6 +416,7 @@ mod tests {
             loaded_at: at(2026, 3, 7, 9, 5, 4),
             run_id: "run-0042",
             part_number,
+            table_folder_suffix: "",
         }
     }
 
@@ -592,6 +607,33 @@ mod tests {
     }
 
     #[test]
+    fn table_folder_suffix_applies_only_where_the_table_names_a_folder() {
+        let cases = [
+            (
+                "[table_name]/[run_id]_[part_number]",
+                "sales.parquet/run-0042_00001",
+            ),
+            (
+                "x/[table_name]_[run_id]/[part_number]",
+                "x/sales_run-0042/00001",
+            ),
+            (
+                "[table_name]/[table_name]_[run_id]_[part_number]",
+                "sales.parquet/sales_run-0042_00001",
+            ),
+            ("[table_name][run_id]/[part_number]", "salesrun-0042/00001"),
+        ];
+        for (template, want) in cases {
+            let t = KeyTemplate::parse(template).unwrap();
+            let ctx = KeyContext {
+                table_folder_suffix: ".parquet",
+                ..ctx("sales", 1)
+            };
+            assert_eq!(t.render("", &ctx, ""), want, "{template}");
+        }
+    }
+
+    #[test]
     fn examples() {
         let t = KeyTemplate::parse(DEFAULT_KEY_TEMPLATE).unwrap();
         assert_eq!(
@@ -599,7 +641,8 @@ mod tests {
                 "exports/",
                 "Acme Shop",
                 &["orders", "Line Items", "ignored"],
-                "csv.gz"
+                "csv.gz",
+                ""
             ),
             vec![
                 "exports/acme-shop/orders/2026/01/15/orders_20260115T020000Z_00001.csv.gz",
@@ -609,10 +652,10 @@ mod tests {
         );
         let t = KeyTemplate::parse("[table_name]/[run_id]/[part_number]").unwrap();
         assert_eq!(
-            t.examples("", "Acme", &[], "parquet"),
+            t.examples("", "Acme", &[], "parquet", ".parquet"),
             vec![
-                "orders/run-0001/00001.parquet",
-                "orders/run-0001/00002.parquet"
+                "orders.parquet/run-0001/00001.parquet",
+                "orders.parquet/run-0001/00002.parquet"
             ]
         );
     }

@@ -439,6 +439,17 @@ pub struct ExportOptions {
     pub backfill_days: u32,
     pub empty_export: EmptyExportPolicy,
     pub max_file_size_mb: u64,
+    /// Write the `.DONE` marker after the manifest (the success file customers trigger on).
+    #[serde(default = "enabled")]
+    pub success_marker: bool,
+    /// Parquet only: a table's folder is named `<table>.parquet` (true) or `<table>` (false).
+    #[serde(default = "enabled")]
+    pub table_folder_extension: bool,
+}
+
+/// Serde default of the options that were on before they could be set.
+fn enabled() -> bool {
+    true
 }
 
 impl IngestOptions {
@@ -453,16 +464,34 @@ impl IngestOptions {
 
 impl ExportOptions {
     /// File extension of exported objects, e.g. `csv.gz` (`.pgp` when encrypted for the customer).
+    /// Parquet's gzip and zstd compress the pages inside the file, which stays `.parquet`.
     pub fn file_extension(&self) -> String {
-        let mut ext = format!(
-            "{}{}",
-            self.format.kind().extension(),
-            self.compression.extension_suffix()
-        );
+        let mut ext = self.format.kind().extension().to_owned();
+        if !self.compresses_inside() {
+            ext.push_str(self.compression.extension_suffix());
+        }
         if self.pgp_public_key.is_some() {
             ext.push_str(".pgp");
         }
         ext
+    }
+
+    /// What a table's folder name carries after the table's name (see `KeyContext`).
+    pub fn table_folder_suffix(&self) -> &'static str {
+        if self.format.kind() == FormatKind::Parquet && self.table_folder_extension {
+            ".parquet"
+        } else {
+            ""
+        }
+    }
+
+    /// Parquet with gzip or zstd: the codec of its pages, not a layer around the file.
+    pub fn compresses_inside(&self) -> bool {
+        self.format.kind() == FormatKind::Parquet
+            && matches!(
+                self.compression,
+                ExportCompression::Gzip | ExportCompression::Zstd
+            )
     }
 }
 
@@ -855,7 +884,13 @@ impl Connector {
         } else {
             export.tables.iter().map(|t| t.name.as_str()).collect()
         };
-        Some(template.examples(&self.prefix, &self.name, &tables, &export.file_extension()))
+        Some(template.examples(
+            &self.prefix,
+            &self.name,
+            &tables,
+            &export.file_extension(),
+            export.table_folder_suffix(),
+        ))
     }
 }
 
@@ -956,6 +991,25 @@ mod tests {
                 false,
                 "tsv.tar.gz",
             ),
+            // gzip and zstd compress parquet's pages: the file keeps its extension.
+            (
+                FileFormat::Parquet,
+                ExportCompression::Zstd,
+                false,
+                "parquet",
+            ),
+            (
+                FileFormat::Parquet,
+                ExportCompression::Gzip,
+                true,
+                "parquet.pgp",
+            ),
+            (
+                FileFormat::Parquet,
+                ExportCompression::Zip,
+                false,
+                "parquet.zip",
+            ),
         ];
         for (format, compression, pgp, expected) in cases {
             let options = ExportOptions {
@@ -972,6 +1026,8 @@ mod tests {
                 backfill_days: 1,
                 empty_export: EmptyExportPolicy::Skip,
                 max_file_size_mb: 5,
+                success_marker: true,
+                table_folder_extension: true,
             };
             assert_eq!(options.file_extension(), expected);
         }

@@ -570,14 +570,12 @@ fn read_export(mut r: ObjectReader<'_>) -> Option<ExportOptions> {
             ExportCompression::Gzip
         });
     if let Some(f) = &format {
-        let recompressed = matches!(
-            compression,
-            ExportCompression::Gzip | ExportCompression::Zstd | ExportCompression::Tgz
-        );
-        if f.kind() == FormatKind::Parquet && recompressed {
+        // gzip and zstd become the codec of parquet's pages; a gzip around the file would
+        // only compress it twice and hide it from readers.
+        if f.kind() == FormatKind::Parquet && compression == ExportCompression::Tgz {
             r.error(
                 "compression",
-                "parquet files are compressed inside; use none, zip or tar",
+                "parquet files are compressed inside (gzip or zstd choose the codec); use tar, not tgz",
             );
         }
     }
@@ -626,6 +624,8 @@ fn read_export(mut r: ObjectReader<'_>) -> Option<ExportOptions> {
     let max_file_size_mb = r
         .take::<u64>("max_file_size_mb")
         .unwrap_or(DEFAULT_MAX_FILE_SIZE_MB);
+    let success_marker = r.take::<bool>("success_marker").unwrap_or(true);
+    let table_folder_extension = r.take::<bool>("table_folder_extension").unwrap_or(true);
     let (min, max) = FILE_SIZE_RANGE_MB;
     if !(min..=max).contains(&max_file_size_mb) {
         r.error(
@@ -649,6 +649,8 @@ fn read_export(mut r: ObjectReader<'_>) -> Option<ExportOptions> {
         backfill_days,
         empty_export,
         max_file_size_mb,
+        success_marker,
+        table_folder_extension,
     })
 }
 

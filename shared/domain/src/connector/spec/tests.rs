@@ -155,7 +155,7 @@ fn each_violation_names_its_field() {
         ),
         (
             export_body(),
-            json!({"export": {"format": {"type": "parquet"}, "compression": "gzip"}}),
+            json!({"export": {"format": {"type": "parquet"}, "compression": "tgz"}}),
             &["export.compression"],
         ),
         (
@@ -333,9 +333,20 @@ fn patch_merges_into_the_current_connector() {
     );
     let got = fields(parse_patch(
         &current,
-        json!({"export": {"format": {"type": "parquet"}, "compression": "gzip"}}),
+        json!({"export": {"format": {"type": "parquet"}, "compression": "tgz"}}),
     ));
     assert_eq!(got, vec!["export.compression"]);
+    // zstd for parquet is the codec of its pages.
+    let spec = parse_patch(
+        &current,
+        json!({"export": {"format": {"type": "parquet"}, "compression": "zstd", "success_marker": false, "table_folder_extension": false}}),
+    )
+    .unwrap();
+    let options = spec.flow.export_options().unwrap();
+    assert_eq!(options.compression, ExportCompression::Zstd);
+    assert!(options.compresses_inside());
+    assert_eq!(options.file_extension(), "parquet");
+    assert!(!options.success_marker && !options.table_folder_extension);
 
     // Switching auth mode replaces the auth object.
     let spec = parse_patch(&current, json!({"auth": {"mode": "bucket_policy"}})).unwrap();
