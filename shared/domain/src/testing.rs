@@ -4,9 +4,33 @@ use chrono::TimeZone;
 use serde_json::Value;
 
 use crate::connector::spec::{AuthSpec, parse_create};
-use crate::connector::{Auth, Connector, ConnectorStatus};
+use crate::connector::{Auth, Connector, ConnectorStatus, ExportOptions};
 
 pub const EXTERNAL_ID: &str = "ExternalIdForThisConnector0123456789abcdefABCDEF";
+
+/// An active export connector (`con_1` of tenant `acme`, name "Acme Shop", prefix `exports/`,
+/// role auth) with `export` as its export settings.
+pub fn export_connector(export: Value) -> Connector {
+    let mut connector = stored_connector(serde_json::json!({
+        "name": "Acme Shop",
+        "direction": "export",
+        "bucket": "acme-exports",
+        "region": "us-east-1",
+        "prefix": "exports",
+        "auth": {"mode": "role", "role_arn": "arn:aws:iam::111111111111:role/acme-export"},
+        "export": export,
+    }));
+    connector.status = ConnectorStatus::Active;
+    connector
+}
+
+/// The export settings the parser fills in for an empty `export` object (csv, gzip, …).
+pub fn export_options() -> ExportOptions {
+    export_connector(serde_json::json!({}))
+        .export_options()
+        .cloned()
+        .expect("an export connector")
+}
 
 /// The connector the service would store for this create body: tenant `acme`, id `con_1`,
 /// version 1, pending validation, fixed external ID and challenge file.
