@@ -94,7 +94,10 @@ fn every_kind_round_trips_through_an_independent_reader() {
     for kind in ALL {
         for (member, data) in &cases {
             let (sink, spool) = compress(kind, member, data);
-            assert!(sink.is_finished(), "{kind:?}: finish finishes the inner sink");
+            assert!(
+                sink.is_finished(),
+                "{kind:?}: finish finishes the inner sink"
+            );
             let bytes = sink.contents();
             let (name, plain) = decompress(kind, &bytes);
             assert_eq!(&plain, data, "{kind:?} {member}");
@@ -161,12 +164,15 @@ fn dropping_without_finish_never_finishes_the_inner_sink_and_leaves_no_spool_fil
     for kind in ALL {
         let spool = tempfile::tempdir().unwrap();
         let sink = MemorySink::default();
-        let mut layer =
-            compressor(kind, "f.csv", spool.path(), Box::new(sink.clone())).unwrap();
+        let mut layer = compressor(kind, "f.csv", spool.path(), Box::new(sink.clone())).unwrap();
         layer.write_all(&sample_text()).unwrap();
         drop(layer);
         assert!(!sink.is_finished(), "{kind:?}");
-        assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 0, "{kind:?}");
+        assert_eq!(
+            std::fs::read_dir(spool.path()).unwrap().count(),
+            0,
+            "{kind:?}"
+        );
     }
 }
 
@@ -183,7 +189,10 @@ fn tar_spool_never_shows_in_the_spool_directory_while_writing() {
     .unwrap();
     layer.write_all(&sample_text()).unwrap();
     assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 0);
-    assert!(sink.contents().is_empty(), "nothing reaches inner before finish");
+    assert!(
+        sink.contents().is_empty(),
+        "nothing reaches inner before finish"
+    );
     layer.finish().unwrap();
     assert!(sink.is_finished());
 }
@@ -255,13 +264,15 @@ impl ByteSink for FailingSink {
 fn an_inner_write_error_reaches_the_caller() {
     for kind in ALL {
         let spool = tempfile::tempdir().unwrap();
-        let result = compressor(kind, "f.csv", spool.path(), Box::new(FailingSink)).and_then(
-            |mut layer| {
+        let result =
+            compressor(kind, "f.csv", spool.path(), Box::new(FailingSink)).and_then(|mut layer| {
                 layer.write_all(&sample_text())?;
                 layer.finish()
-            },
-        );
+            });
         let error = result.expect_err("fails");
-        assert!(error.to_string().contains("upload refused"), "{kind:?}: {error}");
+        assert!(
+            error.to_string().contains("upload refused"),
+            "{kind:?}: {error}"
+        );
     }
 }
