@@ -379,9 +379,10 @@ pub(super) fn push_date(out: &mut Vec<u8>, days_since_epoch: i64) {
         push_two(out, year % 100);
     } else {
         out.push(if year < 0 { b'-' } else { b'+' });
-        let digits = itoa::Buffer::new().format(year.unsigned_abs()).len();
-        out.resize(out.len() + 4usize.saturating_sub(digits), b'0');
-        out.extend_from_slice(itoa::Buffer::new().format(year.unsigned_abs()).as_bytes());
+        let mut buffer = itoa::Buffer::new();
+        let digits = buffer.format(year.unsigned_abs());
+        out.resize(out.len() + 4usize.saturating_sub(digits.len()), b'0');
+        out.extend_from_slice(digits.as_bytes());
     }
     out.push(b'-');
     push_two(out, month as u32);
