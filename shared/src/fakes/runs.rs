@@ -264,7 +264,8 @@ mod tests {
         assert_eq!(store.watermarks("con_1").await.unwrap(), Watermarks::new());
 
         // (expected, next, outcome): each step starts where the previous one left off.
-        let steps: &[(&[(&str, u64)], &[(&str, u64)], bool)] = &[
+        type Marks<'a> = &'a [(&'a str, u64)];
+        let steps: &[(Marks, Marks, bool)] = &[
             // First run: from nothing.
             (&[], &[("orders", 10)], true),
             // A retry of the same commit: the state moved on, so it is refused.
