@@ -536,6 +536,13 @@ where
                     format!("leave {column} out of export.tables[].columns"),
                 )));
             }
+            (Err(FileError::Encode(EncodeError::Settings { setting, reason, remediation })), _) => {
+                return Err(Stop::Failed(run_error(
+                    "format_settings",
+                    format!("export.format.{setting}: {reason}"),
+                    remediation,
+                )));
+            }
             (Err(FileError::Lake(e)), _) => return Err(e.into()),
             (Err(FileError::Encode(e)), _) => {
                 return Err(Stop::Failed(run_error("write_failed", context(e.to_string()), "run again; if it persists, contact support with the run id")));
