@@ -840,3 +840,6 @@ where
         self.execute(message).await
     }
 }
+
+#[cfg(test)]
+mod tests;
