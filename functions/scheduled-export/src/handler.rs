@@ -64,11 +64,7 @@ pub async fn runs<E: ExecuteRun>(engine: &E, batch: SqsEvent) -> SqsBatchRespons
     let mut failures = Vec::new();
     for record in batch.records {
         let id = record.message_id.clone().unwrap_or_default();
-        let message: RunMessage = match record
-            .body
-            .as_deref()
-            .map(serde_json::from_str)
-            .transpose()
+        let message: RunMessage = match record.body.as_deref().map(serde_json::from_str).transpose()
         {
             Ok(Some(message)) => message,
             Ok(None) | Err(_) => {
@@ -188,8 +184,18 @@ mod tests {
             .map(|f| f.item_identifier.as_str())
             .collect();
         assert_eq!(failed, vec!["m2", "m3"]);
-        let asked: Vec<String> = engine.asked.lock().unwrap().iter().map(|m| m.run_id.clone()).collect();
-        assert_eq!(asked, vec!["run_a", "retry_b", "run_c"], "a bad message does not stop the batch");
+        let asked: Vec<String> = engine
+            .asked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| m.run_id.clone())
+            .collect();
+        assert_eq!(
+            asked,
+            vec!["run_a", "retry_b", "run_c"],
+            "a bad message does not stop the batch"
+        );
     }
 
     #[test]
@@ -200,8 +206,12 @@ mod tests {
             ("sqs-run-message.json", true),
             ("sqs-run-message-last-attempt.json", true),
         ] {
-            let path = format!("{}/../../events/scheduled-export/{file}", env!("CARGO_MANIFEST_DIR"));
-            let event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let path = format!(
+                "{}/../../events/scheduled-export/{file}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            let event: Value =
+                serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
             assert_eq!(event.get("Records").is_some(), is_batch, "{file}");
             if is_batch {
                 let batch: SqsEvent = serde_json::from_value(event).expect(file);

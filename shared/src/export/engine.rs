@@ -194,7 +194,11 @@ where
         }
     }
 
-    async fn finish(&self, mut run: Run, outcome: Result<(), RunError>) -> Result<Run, EngineError> {
+    async fn finish(
+        &self,
+        mut run: Run,
+        outcome: Result<(), RunError>,
+    ) -> Result<Run, EngineError> {
         run.finished_at = Some(Utc::now());
         match outcome {
             Ok(()) => {
@@ -235,7 +239,10 @@ where
             if watermarks.get(&table.table).copied() != table.after_seq {
                 return Err(Stop::Failed(run_error(
                     "watermark_moved",
-                    format!("another run exported table {} while this one ran", table.table),
+                    format!(
+                        "another run exported table {} while this one ran",
+                        table.table
+                    ),
                     "nothing is lost: the next run continues from the new watermark",
                 )));
             }
@@ -292,8 +299,14 @@ where
                 .collect(),
         };
         let body = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
-        self.put_small(connector, store.as_ref(), &plan.manifest_key, body, "application/json")
-            .await?;
+        self.put_small(
+            connector,
+            store.as_ref(),
+            &plan.manifest_key,
+            body,
+            "application/json",
+        )
+        .await?;
         if let Some(done) = &plan.done_key {
             self.put_small(connector, store.as_ref(), done, Vec::new(), "text/plain")
                 .await?;
@@ -366,7 +379,12 @@ where
                     aws_error_code: e.effective_code().map(str::to_owned),
                 }))
             }
-            Err(e) => Err(bucket_failure(connector, e, "s3:GetObject", "reading the challenge file")),
+            Err(e) => Err(bucket_failure(
+                connector,
+                e,
+                "s3:GetObject",
+                "reading the challenge file",
+            )),
         }
     }
 
@@ -436,7 +454,13 @@ where
             loaded_at: Utc::now(),
             tables,
         })
-        .map_err(|e| Stop::Failed(run_error("plan", e.to_string(), "change the export settings as the message says")))
+        .map_err(|e| {
+            Stop::Failed(run_error(
+                "plan",
+                e.to_string(),
+                "change the export settings as the message says",
+            ))
+        })
     }
 
     /// The lake parts of one file task and the columns it writes.
@@ -465,7 +489,11 @@ where
             None => {
                 let newest = self
                     .lake
-                    .parts_after(tenant, &task.table, after_seq.and_then(|s| s.checked_sub(1)))
+                    .parts_after(
+                        tenant,
+                        &task.table,
+                        after_seq.and_then(|s| s.checked_sub(1)),
+                    )
                     .await?
                     .into_iter()
                     .next();
@@ -500,7 +528,7 @@ where
             store,
             task.key.clone(),
             write_options(connector, Some(layout::content_type(options))),
-            self.settings.upload.clone(),
+            self.settings.upload,
             &runtime,
         );
         let pipeline = FilePipeline {
@@ -520,9 +548,22 @@ where
             (Ok(rows), Ok(object)) => (rows, object),
             // The upload's own error explains a broken pipe on the encoding side.
             (_, Err(UploadError::Aws(e))) => {
-                return Err(bucket_failure(connector, e, "s3:PutObject", &context("writing the file".into())));
+                return Err(bucket_failure(
+                    connector,
+                    e,
+                    "s3:PutObject",
+                    &context("writing the file".into()),
+                ));
             }
-            (Err(FileError::Encode(EncodeError::Value { column, row, reason, remediation })), _) => {
+            (
+                Err(FileError::Encode(EncodeError::Value {
+                    column,
+                    row,
+                    reason,
+                    remediation,
+                })),
+                _,
+            ) => {
                 return Err(Stop::Failed(run_error(
                     "value_not_writable",
                     context(format!("column {column}, row {row}: {reason}")),
@@ -532,11 +573,20 @@ where
             (Err(FileError::Encode(EncodeError::Unsupported { column, data_type })), _) => {
                 return Err(Stop::Failed(run_error(
                     "unsupported_column",
-                    context(format!("column {column} has type {data_type}, which exports cannot write")),
+                    context(format!(
+                        "column {column} has type {data_type}, which exports cannot write"
+                    )),
                     format!("leave {column} out of export.tables[].columns"),
                 )));
             }
-            (Err(FileError::Encode(EncodeError::Settings { setting, reason, remediation })), _) => {
+            (
+                Err(FileError::Encode(EncodeError::Settings {
+                    setting,
+                    reason,
+                    remediation,
+                })),
+                _,
+            ) => {
                 return Err(Stop::Failed(run_error(
                     "format_settings",
                     format!("export.format.{setting}: {reason}"),
@@ -545,13 +595,25 @@ where
             }
             (Err(FileError::Lake(e)), _) => return Err(e.into()),
             (Err(FileError::Encode(e)), _) => {
-                return Err(Stop::Failed(run_error("write_failed", context(e.to_string()), "run again; if it persists, contact support with the run id")));
+                return Err(Stop::Failed(run_error(
+                    "write_failed",
+                    context(e.to_string()),
+                    "run again; if it persists, contact support with the run id",
+                )));
             }
             (Err(FileError::Setup(message)), _) => {
-                return Err(Stop::Failed(run_error("write_failed", context(message), "check export.pgp_public_key and export.compression; run again")));
+                return Err(Stop::Failed(run_error(
+                    "write_failed",
+                    context(message),
+                    "check export.pgp_public_key and export.compression; run again",
+                )));
             }
             (Ok(_), Err(e)) => {
-                return Err(Stop::Failed(run_error("write_failed", context(e.to_string()), "run again; if it persists, contact support with the run id")));
+                return Err(Stop::Failed(run_error(
+                    "write_failed",
+                    context(e.to_string()),
+                    "run again; if it persists, contact support with the run id",
+                )));
             }
         };
         tracing::info!(
@@ -580,7 +642,11 @@ where
         content_type: &str,
     ) -> Result<(), Stop> {
         store
-            .put(key, crate::ports::Body::new(body), &write_options(connector, Some(content_type)))
+            .put(
+                key,
+                crate::ports::Body::new(body),
+                &write_options(connector, Some(content_type)),
+            )
             .await
             .map(|_| ())
             .map_err(|e| bucket_failure(connector, e, "s3:PutObject", &format!("writing {key}")))
@@ -640,7 +706,11 @@ fn bucket_failure(connector: &Connector, e: AwsCallError, action: &str, doing: &
         (
             "access_denied",
             format!("{doing} was denied"),
-            missing_permission(connector, action, &objects_arn(connector, &connector.prefix)),
+            missing_permission(
+                connector,
+                action,
+                &objects_arn(connector, &connector.prefix),
+            ),
         )
     } else if code.as_deref().is_some_and(|c| c.starts_with("KMS")) {
         (
@@ -709,16 +779,15 @@ impl Projection {
                 indices
             }
         };
-        let mut fields: Vec<Field> = indices
-            .iter()
-            .map(|&i| lake.field(i).clone())
-            .collect();
+        let mut fields: Vec<Field> = indices.iter().map(|&i| lake.field(i).clone()).collect();
         let source = options.source_connector_id_column.clone();
         if let Some(name) = &source {
             if fields.iter().any(|f| f.name() == name) {
                 return Err(run_error(
                     "column_clash",
-                    format!("export.source_connector_id_column {name} is also a column of the table"),
+                    format!(
+                        "export.source_connector_id_column {name} is also a column of the table"
+                    ),
                     "choose another name for export.source_connector_id_column",
                 ));
             }
@@ -738,7 +807,10 @@ impl Projection {
             .map(|&i| batch.column(i).clone())
             .collect();
         if let Some(id) = &self.source {
-            columns.push(Arc::new(StringArray::from(vec![id.as_str(); batch.num_rows()])));
+            columns.push(Arc::new(StringArray::from(vec![
+                id.as_str();
+                batch.num_rows()
+            ])));
         }
         RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| {
             FileError::Lake(LakeError::Invalid {
@@ -793,19 +865,26 @@ impl<L: Lake> FilePipeline<L> {
         let options = &self.options;
         let mut sink = writer;
         if let Some(key) = &options.pgp_public_key {
-            sink = pgp::encryptor(key, &self.member, sink)
-                .map_err(|e| FileError::Setup(format!("encrypting for export.pgp_public_key: {e}")))?;
+            sink = pgp::encryptor(key, &self.member, sink).map_err(|e| {
+                FileError::Setup(format!("encrypting for export.pgp_public_key: {e}"))
+            })?;
         }
         if !options.compresses_inside() && options.compression != ExportCompression::None {
             sink = compress::compressor(options.compression, &self.member, &self.spool_dir, sink)
-                .map_err(|e| FileError::Setup(format!("starting {:?} compression: {e}", options.compression)))?;
+                .map_err(|e| {
+                FileError::Setup(format!(
+                    "starting {:?} compression: {e}",
+                    options.compression
+                ))
+            })?;
         }
         let codec = match options.compression {
             ExportCompression::Gzip => ParquetCodec::Gzip,
             ExportCompression::Zstd => ParquetCodec::Zstd,
             _ => ParquetCodec::Snappy,
         };
-        let mut encoder = encode::encoder(&options.format, codec, self.projection.schema.clone(), sink)?;
+        let mut encoder =
+            encode::encoder(&options.format, codec, self.projection.schema.clone(), sink)?;
         for part in &self.parts {
             let batches = runtime.block_on(self.lake.read_part(part, BATCH_ROWS))?;
             for batch in batches {

@@ -12,6 +12,9 @@ use crate::export::run::{FileTask, PartSummary, RunPlan, TablePlan};
 
 const MIB: u64 = 1024 * 1024;
 
+/// One planned file of a table: its part range (`None`: the empty file), rows and lake bytes.
+type FileSpan = (Option<(u64, u64)>, u64, u64);
+
 /// What the lake holds of one selected table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableParts {
@@ -82,7 +85,7 @@ pub fn plan(request: PlanRequest<'_>) -> Result<RunPlan, PlanError> {
             .filter(|p| table.watermark.is_some() || p.created_at >= backfill_from)
             .collect();
         let groups = group(&wanted, budget(options));
-        let mut table_files: Vec<(Option<(u64, u64)>, u64, u64)> = groups
+        let mut table_files: Vec<FileSpan> = groups
             .iter()
             .map(|g| {
                 let first = g.first().map(|p| p.seq).unwrap_or_default();
