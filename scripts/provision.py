@@ -16,6 +16,10 @@ The env file holds every function variable as the template resolves it, except
 CONNECTOR_PRINCIPAL_ARN, which locally names the local-admin user (see docs/local-stack.md); the
 template's value is kept as CONNECTOR_ACCESS_ROLE_ARN.
 
+With --event-sources-file it also writes what AWS would wire between the services: every
+function's SQS event source mappings (queue URL and ARN, batch size, batching window, response
+types) and Schedule events, for scripts/poller.py (see docs/local-stack.md).
+
 Also usable without a server: `provision.py --check-refs` reports Refs, GetAtts and Sub variables
 that name nothing (cfn-lint misses those in Globals and in SAM policy-template parameters).
 
@@ -365,6 +369,75 @@ def function_environments(template: dict[str, Any]) -> dict[str, dict[str, Any]]
             env["AWS_LAMBDA_LOG_LEVEL"] = logging["ApplicationLogLevel"]
         envs[name] = env
     return envs
+
+
+# ---------------------------------------------------------------------------------------------
+# Event sources (what Lambda's event source mappings and EventBridge rules do in AWS)
+
+def _function_setting(template: dict[str, Any], props: dict[str, Any], key: str, default: Any) -> Any:
+    globals_fn = (template.get("Globals") or {}).get("Function") or {}
+    return props.get(key, globals_fn.get(key, default))
+
+
+def event_sources(template: dict[str, Any], prov: "Provisioner") -> dict[str, Any]:
+    """Every function's `Type: SQS` and `Type: Schedule` events, resolved, with the queues
+    provisioned. Read by scripts/poller.py."""
+    resource_names = set(prov.resources)
+    queues: list[dict[str, Any]] = []
+    schedules: list[dict[str, Any]] = []
+    for logical_id, res in (template.get("Resources") or {}).items():
+        if res.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = res.get("Properties") or {}
+        binary = (((res.get("Metadata") or {}).get("BuildProperties") or {}).get("Binary")) or logical_id
+        timeout = int(prov.resolver.resolve(_function_setting(template, props, "Timeout", 3)))
+        for event_name, event in (props.get("Events") or {}).items():
+            etype = event.get("Type")
+            raw = event.get("Properties") or {}
+            if etype not in ("SQS", "Schedule"):
+                continue
+            for dep in sorted(references(raw, resource_names)):
+                prov.provision(dep)
+            ev = prov.resolver.resolve(raw)
+            common = {"function": logical_id, "binary": binary, "event": event_name,
+                      "function_timeout": timeout}
+            if etype == "SQS":
+                queue_arn = ev["Queue"]
+                url = next((attrs.get("QueueUrl") for attrs in prov.created.values()
+                            if attrs.get("Arn") == queue_arn and attrs.get("QueueUrl")), None)
+                if url is None:
+                    raise ProvisionError(f"{logical_id}.{event_name}: queue {queue_arn} is not a "
+                                         "queue of this template")
+                queues.append({
+                    **common,
+                    "queue_arn": queue_arn,
+                    "queue_url": url,
+                    "batch_size": int(ev.get("BatchSize", 10)),
+                    "maximum_batching_window_seconds": int(ev.get("MaximumBatchingWindowInSeconds", 0)),
+                    "function_response_types": list(ev.get("FunctionResponseTypes") or []),
+                    "maximum_concurrency": (ev.get("ScalingConfig") or {}).get("MaximumConcurrency"),
+                    "enabled": bool(ev.get("Enabled", True)),
+                })
+            else:
+                enabled = ev.get("Enabled", True) and ev.get("State", "ENABLED") == "ENABLED"
+                schedules.append({
+                    **common,
+                    # SAM names the rule <stack>-<Function><Event>-<suffix>; the suffix is dropped.
+                    "rule_name": ev.get("Name") or f"{STACK_NAME}-{logical_id}{event_name}",
+                    "schedule": ev["Schedule"],
+                    "input": ev.get("Input"),
+                    "enabled": bool(enabled),
+                })
+    return {"region": REGION, "account_id": ACCOUNT_ID, "queues": queues, "schedules": schedules}
+
+
+def write_json_file(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(value, fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -834,6 +907,8 @@ def main() -> int:
     ap.add_argument("--endpoint", help="moto URL, e.g. http://127.0.0.1:4566")
     ap.add_argument("--lambda-endpoint", help="cargo lambda watch URL, e.g. http://127.0.0.1:9000")
     ap.add_argument("--env-file", type=Path)
+    ap.add_argument("--event-sources-file", type=Path,
+                    help="write the SQS event source mappings and schedules here (for scripts/poller.py)")
     ap.add_argument("--param", action="append", default=[], help="Name=Value parameter override")
     ap.add_argument("--iam", choices=["on", "off"], default=os.environ.get("LOCAL_STACK_IAM", "on"))
     ap.add_argument("--check-refs", action="store_true",
@@ -890,6 +965,11 @@ def main() -> int:
     for fn_env in envs.values():
         for dep in sorted(references(fn_env, resource_names)):
             prov.provision(dep)
+    sources = event_sources(template, prov)
+    if args.event_sources_file:
+        write_json_file(args.event_sources_file, sources)
+        log(f"wrote {args.event_sources_file} ({len(sources['queues'])} queue mappings, "
+            f"{len(sources['schedules'])} schedules)")
 
     # 3. The env file: local endpoints and keys, then every function variable resolved.
     values: dict[str, str] = {

@@ -18,6 +18,8 @@ pub struct Settings {
     pub ingest_ledger_table: String,
     pub lake_catalog_table: String,
     pub lake_bucket: String,
+    /// The export queue: a message starts a run in `scheduled-export`.
+    pub export_queue_url: String,
     /// Secrets Manager name prefix for customers' access keys, e.g. `stack/connectors/`.
     pub secrets_prefix: String,
     /// JWT claim that carries the tenant id.
@@ -60,6 +62,7 @@ impl Settings {
             ingest_ledger_table: required("INGEST_LEDGER_TABLE")?,
             lake_catalog_table: required("LAKE_CATALOG_TABLE")?,
             lake_bucket: required("LAKE_BUCKET")?,
+            export_queue_url: required("EXPORT_QUEUE_URL")?,
             secrets_prefix: required("SECRETS_PREFIX")?,
             tenant_claim: optional("TENANT_CLAIM", "tenant_id"),
             platform: PlatformIdentity {
@@ -114,6 +117,10 @@ mod tests {
                 "arn:aws:iam::123456789012:role/p",
             ),
             ("INGEST_QUEUE_ARN", "arn:aws:sqs:us-east-1:123456789012:q"),
+            (
+                "EXPORT_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/123456789012/export",
+            ),
         ])
     }
 
@@ -138,7 +145,16 @@ mod tests {
         assert!(!s.own.is_own_bucket(""));
         assert_eq!(s.own.account_id(), Some("999999999999"));
 
-        for missing in ["CONNECTORS_TABLE", "SECRETS_PREFIX", "INGEST_QUEUE_ARN"] {
+        assert_eq!(
+            s.export_queue_url,
+            "https://sqs.us-east-1.amazonaws.com/123456789012/export"
+        );
+        for missing in [
+            "CONNECTORS_TABLE",
+            "SECRETS_PREFIX",
+            "INGEST_QUEUE_ARN",
+            "EXPORT_QUEUE_URL",
+        ] {
             let mut env = full();
             env.insert(missing, " ");
             let err = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap_err();

@@ -199,6 +199,13 @@ pub enum StoreError {
     Contended,
     #[error("stored item cannot be read: {0}")]
     Corrupt(String),
+    /// Refused before the write: DynamoDB would reject the item for its size.
+    #[error("{what} would be a {bytes}-byte item; DynamoDB stores at most {limit} bytes per item")]
+    TooLarge {
+        what: String,
+        bytes: usize,
+        limit: usize,
+    },
     #[error(transparent)]
     Aws(#[from] AwsCallError),
 }

@@ -15,7 +15,7 @@ pub use ::domain;
 pub mod error;
 #[cfg(feature = "export")]
 pub mod export;
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 pub mod fakes;
 #[cfg(feature = "lake")]
 pub mod lake;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use shared::connectors::{ConnectorService, ServiceError};
 use shared::domain::connector::field::FieldError;
 use shared::error::{SecretError, StoreError};
-use shared::ports::{ConnectorStore, SecretStore};
+use shared::ports::{ConnectorStore, RunQueue, RunStore, SecretStore};
 use shared::validation::Validate;
 
 use crate::routes::{self, Action};
@@ -21,9 +21,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_PAGE_SIZE: u32 = 25;
 pub const MAX_PAGE_SIZE: u32 = 100;
 
-pub struct App<S, K, V> {
+pub struct App<S, K, V, R, Q> {
     service: ConnectorService<S, K>,
     validator: V,
+    runs: R,
+    queue: Q,
     tenant_claim: String,
 }
 
@@ -181,11 +183,19 @@ fn with_etag(mut response: Response<Body>, version: u64) -> Response<Body> {
     response
 }
 
-impl<S: ConnectorStore, K: SecretStore, V: Validate> App<S, K, V> {
-    pub fn new(service: ConnectorService<S, K>, validator: V, tenant_claim: String) -> Self {
+impl<S: ConnectorStore, K: SecretStore, V: Validate, R: RunStore, Q: RunQueue> App<S, K, V, R, Q> {
+    pub fn new(
+        service: ConnectorService<S, K>,
+        validator: V,
+        runs: R,
+        queue: Q,
+        tenant_claim: String,
+    ) -> Self {
         Self {
             service,
             validator,
+            runs,
+            queue,
             tenant_claim,
         }
     }
@@ -239,6 +249,16 @@ impl<S: ConnectorStore, K: SecretStore, V: Validate> App<S, K, V> {
         } else {
             ""
         };
+        let run_id = if matched.takes_run_id {
+            let run_id = request
+                .path_parameters_ref()
+                .and_then(|params| params.first(routes::RUN_ID_PARAMETER))
+                .filter(|run_id| is_run_id(run_id))
+                .ok_or_else(run_not_found)?;
+            run_id.to_owned()
+        } else {
+            String::new()
+        };
         let service = &self.service;
         match matched.action {
             Action::CreateConnector => {
@@ -254,7 +274,7 @@ impl<S: ConnectorStore, K: SecretStore, V: Validate> App<S, K, V> {
                 Ok(response)
             }
             Action::ListConnectors => {
-                let (limit, after) = list_params(&request)?;
+                let (limit, after) = list_params(&request, is_connector_id)?;
                 let page = service.list(&tenant, limit, after.as_deref()).await?;
                 let items: Vec<ConnectorView> =
                     page.items.iter().map(ConnectorView::from).collect();
@@ -308,6 +328,12 @@ impl<S: ConnectorStore, K: SecretStore, V: Validate> App<S, K, V> {
                     connector.version,
                 ))
             }
+            Action::StartRun => self.start_run(&tenant, id).await,
+            Action::ListRuns => {
+                let (limit, after) = list_params(&request, is_run_id)?;
+                self.list_runs(&tenant, id, limit, after.as_deref()).await
+            }
+            Action::GetRun => self.get_run(&tenant, id, &run_id).await,
         }
     }
 }
@@ -420,8 +446,12 @@ fn parse_version_tag(tag: &str) -> Option<u64> {
     canonical.then(|| digits.parse().ok()).flatten()
 }
 
-/// `limit` (1–100) and `next_token` (opaque, from the previous page).
-pub fn list_params(request: &Request) -> Result<(u32, Option<String>), ApiError> {
+/// `limit` (1–100) and `next_token` (opaque, from the previous page: the last id of that page,
+/// which must pass `is_listed_id`).
+pub fn list_params(
+    request: &Request,
+    is_listed_id: fn(&str) -> bool,
+) -> Result<(u32, Option<String>), ApiError> {
     let query = request.query_string_parameters_ref();
     let mut errors = Vec::new();
     let limit = match query.and_then(|q| q.first("limit")) {
@@ -444,7 +474,7 @@ pub fn list_params(request: &Request) -> Result<(u32, Option<String>), ApiError>
                 .decode(token)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .filter(|id| is_connector_id(id));
+                .filter(|id| is_listed_id(id));
             if decoded.is_none() {
                 errors.push(FieldError::new(
                     "next_token",
@@ -467,5 +497,10 @@ fn is_connector_id(id: &str) -> bool {
     })
 }
 
+mod runs;
+use runs::{is_run_id, run_not_found};
+
+#[cfg(test)]
+mod runs_tests;
 #[cfg(test)]
 mod tests;

@@ -3,8 +3,10 @@
 use lambda_http::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use shared::adapters::dynamodb::DynamoConnectorStore;
+use shared::adapters::runs::DynamoRunStore;
 use shared::adapters::s3::S3Storage;
 use shared::adapters::secrets_manager::SecretsManagerStore;
+use shared::adapters::sqs::SqsRunQueue;
 use shared::adapters::sts::StsTokens;
 use shared::config::Settings;
 use shared::connectors::ConnectorService;
@@ -51,7 +53,15 @@ async fn main() -> Result<(), Error> {
         S3Storage::new(&sdk),
         Duration::from_secs(settings.credentials_retry_seconds),
     );
-    let app = handler::App::new(service, validator, settings.tenant_claim.clone());
+    let runs = DynamoRunStore::new(shared::aws::dynamodb_client(&sdk), &settings.runs_table);
+    let queue = SqsRunQueue::new(shared::aws::sqs_client(&sdk), &settings.export_queue_url);
+    let app = handler::App::new(
+        service,
+        validator,
+        runs,
+        queue,
+        settings.tenant_claim.clone(),
+    );
     let app = &app;
     lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         edge::invoke(app, event)

@@ -733,3 +733,104 @@ fn region_enum_is_the_known_region_list() {
     let known: BTreeSet<&str> = rules::KNOWN_REGIONS.iter().copied().collect();
     assert_eq!(documented, known);
 }
+
+/// Runs as the views serialize them, queued to failed, fit the `Run` schema; the documented
+/// run examples read back as runs of the domain (no member the code would not produce).
+#[test]
+fn run_views_fit_the_run_schema() {
+    use chrono::TimeZone;
+    use shared::domain::export::run::{
+        FileTask, Run, RunError, RunPlan, RunStatus, RunTrigger, TablePlan, WrittenFile,
+    };
+
+    use crate::views::runs::RunView;
+
+    let doc = document();
+    let at = chrono::Utc
+        .with_ymd_and_hms(2026, 11, 24, 2, 0, 0)
+        .single()
+        .expect("a valid time");
+    let queued = Run::queued(
+        "acme",
+        "con_019ab3c4d5e67f808192a3b4c5d6e7f8",
+        "run_019ab3d1e2f37a4b8c5d6e7f8091a2b3".into(),
+        RunTrigger::Api,
+        at,
+    );
+    let mut failed = queued.clone();
+    failed.trigger = RunTrigger::Schedule;
+    failed.status = RunStatus::Failed;
+    failed.started_at = Some(at);
+    failed.finished_at = Some(at + chrono::Duration::seconds(90));
+    failed.plan = Some(RunPlan {
+        loaded_at: at,
+        tables: vec![
+            TablePlan {
+                table: "orders".into(),
+                columns: Some(vec!["id".into()]),
+                after_seq: Some(4),
+                through_seq: Some(9),
+            },
+            TablePlan {
+                table: "customers".into(),
+                columns: None,
+                after_seq: None,
+                through_seq: None,
+            },
+        ],
+        files: vec![FileTask {
+            table: "orders".into(),
+            part_number: 1,
+            key: "exports/orders_1.csv".into(),
+            parts: Some((5, 9)),
+            rows: 10,
+            lake_bytes: 900,
+        }],
+        manifest_key: "exports/_manifests/m.json".into(),
+        done_key: None,
+    });
+    failed.files = vec![WrittenFile {
+        key: "exports/orders_1.csv".into(),
+        table: "orders".into(),
+        rows: 10,
+        bytes: 321,
+        sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+    }];
+    failed.error = Some(RunError {
+        reason: "not_queued".into(),
+        message: "m".into(),
+        remediation: "r".into(),
+        aws_error_code: None,
+    });
+    let mut succeeded = failed.clone();
+    succeeded.status = RunStatus::Succeeded;
+    succeeded.error = None;
+    for (name, run) in [
+        ("queued", &queued),
+        ("failed", &failed),
+        ("succeeded", &succeeded),
+    ] {
+        let view = serde_json::to_value(RunView::from(run)).expect("serializes");
+        assert_valid(
+            &doc,
+            schema(&doc, "Run"),
+            &view,
+            &format!("{name} run view"),
+        );
+        let list = json!({"items": [view], "next_token": null});
+        assert_valid(
+            &doc,
+            schema(&doc, "RunList"),
+            &list,
+            &format!("{name} list"),
+        );
+    }
+    let examples = &doc["paths"]["/connectors/{id}/runs/{run_id}"]["get"]["responses"]["200"]["content"]
+        ["application/json"]["examples"];
+    for status in ["queued", "succeeded", "failed"] {
+        assert_eq!(
+            examples[status]["value"]["status"], status,
+            "GET run documents a {status} run"
+        );
+    }
+}

@@ -17,6 +17,9 @@ pub enum Action {
     DeleteConnector,
     GetSetup,
     ValidateConnector,
+    StartRun,
+    ListRuns,
+    GetRun,
 }
 
 /// (method, path template, action). Templates use `{id}` like API Gateway and OpenAPI.
@@ -32,10 +35,19 @@ pub const ROUTES: &[(Method, &str, Action)] = &[
         "/connectors/{id}/validate",
         Action::ValidateConnector,
     ),
+    (Method::POST, "/connectors/{id}/runs", Action::StartRun),
+    (Method::GET, "/connectors/{id}/runs", Action::ListRuns),
+    (
+        Method::GET,
+        "/connectors/{id}/runs/{run_id}",
+        Action::GetRun,
+    ),
 ];
 
 /// The path parameter that carries the connector id.
 pub const ID_PARAMETER: &str = "id";
+/// The path parameter that carries a run id.
+pub const RUN_ID_PARAMETER: &str = "run_id";
 
 /// A route of the table, found by its route key.
 #[derive(Debug, PartialEq, Eq)]
@@ -43,6 +55,8 @@ pub struct Matched {
     pub action: Action,
     /// Whether the template has `{id}`: the connector id is then in the path parameters.
     pub takes_id: bool,
+    /// Whether the template has `{run_id}` as well.
+    pub takes_run_id: bool,
 }
 
 /// API Gateway's route key of a table entry: method, one space, path template.
@@ -59,6 +73,7 @@ pub fn for_route_key(key: &str) -> Option<Matched> {
         .map(|(_, template, action)| Matched {
             action: *action,
             takes_id: template.contains("{id}"),
+            takes_run_id: template.contains("{run_id}"),
         })
 }
 
@@ -68,23 +83,51 @@ mod tests {
 
     #[test]
     fn finds_each_route_by_its_route_key() {
-        let cases: &[(&str, Option<(Action, bool)>)] = &[
-            ("POST /connectors", Some((Action::CreateConnector, false))),
-            ("GET /connectors", Some((Action::ListConnectors, false))),
-            ("GET /connectors/{id}", Some((Action::GetConnector, true))),
+        /// (action, takes_id, takes_run_id)
+        type Expected = Option<(Action, bool, bool)>;
+        let cases: &[(&str, Expected)] = &[
+            (
+                "POST /connectors",
+                Some((Action::CreateConnector, false, false)),
+            ),
+            (
+                "GET /connectors",
+                Some((Action::ListConnectors, false, false)),
+            ),
+            (
+                "GET /connectors/{id}",
+                Some((Action::GetConnector, true, false)),
+            ),
             (
                 "PATCH /connectors/{id}",
-                Some((Action::UpdateConnector, true)),
+                Some((Action::UpdateConnector, true, false)),
             ),
             (
                 "DELETE /connectors/{id}",
-                Some((Action::DeleteConnector, true)),
+                Some((Action::DeleteConnector, true, false)),
             ),
-            ("GET /connectors/{id}/setup", Some((Action::GetSetup, true))),
+            (
+                "GET /connectors/{id}/setup",
+                Some((Action::GetSetup, true, false)),
+            ),
             (
                 "POST /connectors/{id}/validate",
-                Some((Action::ValidateConnector, true)),
+                Some((Action::ValidateConnector, true, false)),
             ),
+            (
+                "POST /connectors/{id}/runs",
+                Some((Action::StartRun, true, false)),
+            ),
+            (
+                "GET /connectors/{id}/runs",
+                Some((Action::ListRuns, true, false)),
+            ),
+            (
+                "GET /connectors/{id}/runs/{run_id}",
+                Some((Action::GetRun, true, true)),
+            ),
+            ("POST /connectors/{id}/runs/{run_id}", None),
+            ("GET /connectors/{id}/runs/{id}", None),
             // Keys are exact: API Gateway sends the template, never the request's own path.
             ("GET /connectors/con_1", None),
             ("GET /connectors/", None),
@@ -96,7 +139,11 @@ mod tests {
             ("GET  /connectors", None),
         ];
         for (key, expected) in cases {
-            let expected = expected.map(|(action, takes_id)| Matched { action, takes_id });
+            let expected = expected.map(|(action, takes_id, takes_run_id)| Matched {
+                action,
+                takes_id,
+                takes_run_id,
+            });
             assert_eq!(for_route_key(key), expected, "{key:?}");
         }
         for (method, template, action) in ROUTES {

@@ -1,4 +1,5 @@
-//! What the API returns of a connector: its settings without secrets, plus links.
+//! What the API returns of a connector: its settings without secrets, plus links; `runs`: of
+//! a run.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -6,6 +7,8 @@ use shared::domain::connector::{
     Auth, Connector, ConnectorStatus, Direction, ExportOptions, IngestOptions,
 };
 use shared::domain::setup::checks::ValidationReport;
+
+pub mod runs;
 
 /// What the API shows of an auth block: never a secret, never the secret's ARN.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

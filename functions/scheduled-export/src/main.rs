@@ -1,8 +1,21 @@
-//! Export scheduler, fired every minute by EventBridge.
+//! Export function: the EventBridge tick finds due connectors; each export queue message
+//! carries out one run (docs/architecture.md, "Export").
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+use serde_json::Value;
 use shared::adapters::dynamodb::DynamoConnectorStore;
+use shared::adapters::lake::DynamoLake;
+use shared::adapters::runs::DynamoRunStore;
+use shared::adapters::s3::S3Storage;
+use shared::adapters::secrets_manager::SecretsManagerStore;
+use shared::adapters::sts::StsTokens;
 use shared::config::Settings;
+use shared::credentials::{CredentialBroker, TokenSource};
+use shared::export::engine::{ExportEngine, ExportSettings};
+use shared::export::upload::UploadSettings;
 
 mod handler;
 
@@ -11,13 +24,40 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let settings = Settings::from_env()?;
     let sdk = shared::aws::load_sdk_config().await;
-    let store = DynamoConnectorStore::new(
-        shared::aws::dynamodb_client(&sdk),
-        &settings.connectors_table,
+    let dynamodb = shared::aws::dynamodb_client(&sdk);
+    let connectors = DynamoConnectorStore::new(dynamodb.clone(), &settings.connectors_table);
+    let broker = CredentialBroker::new(
+        StsTokens::new(&sdk),
+        SecretsManagerStore::new(shared::aws::secrets_client(&sdk)),
+        settings.platform.principal_arn.clone(),
+        TokenSource::from_settings(
+            settings.web_identity_token_command.as_deref(),
+            settings.web_identity_token_file.as_deref(),
+        ),
+        settings.own.clone(),
     );
-    let store = &store;
-    run(service_fn(move |event: LambdaEvent<_>| async move {
-        handler::tick(store, event.payload)
+    let lake = DynamoLake::new(
+        shared::aws::s3_client(&sdk),
+        dynamodb.clone(),
+        &settings.lake_bucket,
+        &settings.lake_catalog_table,
+    );
+    let engine = ExportEngine::new(
+        Arc::new(lake),
+        DynamoRunStore::new(dynamodb.clone(), &settings.runs_table),
+        DynamoConnectorStore::new(dynamodb, &settings.connectors_table),
+        Arc::new(broker),
+        S3Storage::new(&sdk),
+        ExportSettings {
+            upload: UploadSettings::default(),
+            spool_dir: std::env::var_os("SPOOL_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir),
+        },
+    );
+    let (connectors, engine) = (&connectors, &engine);
+    run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handler::handle(connectors, engine, event.payload)
             .await
             .map_err(Error::from)
     }))

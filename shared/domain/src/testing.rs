@@ -66,3 +66,10 @@ pub fn stored_connector(body: Value) -> Connector {
         updated_at: when,
     }
 }
+
+/// A real OpenPGP public key (ed25519 primary, cv25519 encryption subkey, no expiry, made with
+/// gpg 2.2) for bodies that set `export.pgp_public_key`.
+pub const PGP_PUBLIC_KEY: &str = include_str!("testdata/pgp_public_key.asc");
+
+/// The secret half of [`PGP_PUBLIC_KEY`], unprotected: for tests that decrypt an export.
+pub const PGP_SECRET_KEY: &str = include_str!("testdata/pgp_secret_key.asc");

@@ -2,6 +2,8 @@
 //! (docs/architecture.md, "The lake"). Our adapter keeps each table as a sequence of immutable
 //! Parquet parts in the lake bucket, each recorded in the lake catalog table.
 
+pub mod part_file;
+pub mod schema;
 pub mod seed;
 
 use std::future::Future;
@@ -103,4 +105,120 @@ pub trait Lake: Send + Sync {
         table: &str,
         batches: &[RecordBatch],
     ) -> impl Future<Output = Result<LakePart, LakeError>> + Send;
+}
+
+/// The longest table name: the name goes into object keys and DynamoDB keys, and is shown to
+/// customers as a file name part.
+pub const MAX_TABLE_NAME_LEN: usize = 63;
+
+/// Table names are `[a-z][a-z0-9_]{0,62}`: safe in an object key, a DynamoDB key
+/// (`<tenant>#<table>`, no `#`), a file name and a SQL identifier.
+pub fn validate_table_name(table: &str) -> Result<(), LakeError> {
+    let invalid = |reason: &str| LakeError::Invalid {
+        table: table.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let mut chars = table.chars();
+    match chars.next() {
+        None => return Err(invalid("the name is empty; use [a-z][a-z0-9_]{0,62}")),
+        Some(c) if !c.is_ascii_lowercase() => {
+            return Err(invalid(
+                "the name must start with a lowercase letter a-z ([a-z][a-z0-9_]{0,62})",
+            ));
+        }
+        Some(_) => {}
+    }
+    if table.len() > MAX_TABLE_NAME_LEN {
+        return Err(invalid(&format!(
+            "the name is {} characters long; at most {MAX_TABLE_NAME_LEN} are allowed",
+            table.chars().count()
+        )));
+    }
+    if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        return Err(invalid(
+            "the name may hold only lowercase letters a-z, digits and underscores after its first letter",
+        ));
+    }
+    Ok(())
+}
+
+/// Tenant ids come from verified tokens; they still become a key path segment
+/// (`tenants/<tenant>/…`) and the head of `<tenant>#<table>`, so `/`, `#` and control
+/// characters are refused rather than allowed to make two tenants' keys meet.
+pub fn validate_tenant_id(tenant_id: &str, table: &str) -> Result<(), LakeError> {
+    let reason = if tenant_id.is_empty() {
+        "the tenant id is empty"
+    } else if tenant_id
+        .chars()
+        .any(|c| c == '/' || c == '#' || c.is_control())
+    {
+        "the tenant id may not hold '/', '#' or control characters"
+    } else {
+        return Ok(());
+    };
+    Err(LakeError::Invalid {
+        table: table.to_owned(),
+        reason: reason.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_follow_the_pattern() {
+        let long_ok = format!("a{}", "b".repeat(62));
+        let too_long = format!("a{}", "b".repeat(63));
+        let cases: &[(&str, bool)] = &[
+            ("sales", true),
+            ("a", true),
+            ("sales_2024", true),
+            ("s_", true),
+            (&long_ok, true),
+            (&too_long, false),
+            ("", false),
+            ("Sales", false),
+            ("1sales", false),
+            ("_sales", false),
+            ("sales-eu", false),
+            ("sales.eu", false),
+            ("sales#1", false),
+            ("sales/eu", false),
+            ("sales eu", false),
+            (" sales", false),
+            ("sales\n", false),
+            ("café", false),
+            ("ｓales", false),
+            ("sales🛒", false),
+        ];
+        for (name, ok) in cases {
+            let result = validate_table_name(name);
+            assert_eq!(result.is_ok(), *ok, "{name:?}: {result:?}");
+            if let Err(e) = result {
+                assert!(matches!(e, LakeError::Invalid { .. }), "{name:?}");
+                assert!(e.to_string().contains("lake table"), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn tenant_ids_cannot_forge_keys() {
+        for (tenant, ok) in [
+            ("acme", true),
+            ("tenant_01-EU.x", true),
+            ("Café", true),
+            ("", false),
+            ("a/b", false),
+            ("a#b", false),
+            ("a\nb", false),
+            ("a\u{0}b", false),
+        ] {
+            assert_eq!(
+                validate_tenant_id(tenant, "sales").is_ok(),
+                ok,
+                "{tenant:?}"
+            );
+        }
+    }
 }

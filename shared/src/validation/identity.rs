@@ -110,7 +110,7 @@ fn credentials_success(c: &Connector) -> String {
     }
 }
 
-fn credentials_failure(
+pub(super) fn credentials_failure(
     c: &Connector,
     e: &CredentialError,
     tries: u32,

@@ -30,6 +30,15 @@ use crate::ports::{CustomerStorage, SecretStore, SecurityTokenService};
 use probes::CheckRun;
 
 /// What the connector service needs of validation (a fake in its tests).
+/// What a run reports when the connector's credentials are refused: the same message and
+/// remediation as validation's `credentials` check.
+pub fn credentials_failure_for_run(
+    c: &Connector,
+    e: &crate::credentials::CredentialError,
+) -> crate::domain::setup::checks::CheckResult {
+    identity::credentials_failure(c, e, 1, Duration::ZERO)
+}
+
 pub trait Validate: Send + Sync {
     fn validate(&self, c: &Connector) -> impl Future<Output = ValidationReport> + Send;
 }

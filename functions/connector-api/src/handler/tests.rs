@@ -22,7 +22,13 @@ fn event(name: &str) -> Request {
 
 /// The real adapters, pointed at an address nothing listens on: the cases below must answer
 /// before any AWS call, and would fail loudly if one were made.
-fn app() -> App<DynamoConnectorStore, SecretsManagerStore, impl shared::validation::Validate> {
+fn app() -> App<
+    DynamoConnectorStore,
+    SecretsManagerStore,
+    impl shared::validation::Validate,
+    shared::adapters::runs::DynamoRunStore,
+    shared::adapters::sqs::SqsRunQueue,
+> {
     let sdk = aws_config::SdkConfig::builder()
         .behavior_version(shared::aws::behavior_version())
         .region(aws_config::Region::new("us-east-1"))
@@ -52,7 +58,16 @@ fn app() -> App<DynamoConnectorStore, SecretsManagerStore, impl shared::validati
         },
         shared::domain::connector::platform::OwnResources::default(),
     );
-    App::new(service, validator, "tenant_id".into())
+    App::new(
+        service,
+        validator,
+        shared::adapters::runs::DynamoRunStore::new(shared::aws::dynamodb_client(&sdk), "runs"),
+        shared::adapters::sqs::SqsRunQueue::new(
+            shared::aws::sqs_client(&sdk),
+            "http://127.0.0.1:9/123456789012/export",
+        ),
+        "tenant_id".into(),
+    )
 }
 
 async fn respond(request: Request) -> (StatusCode, Value) {
@@ -241,21 +256,24 @@ async fn dispatch_is_by_route_key_and_path_parameters() {
 /// of the table matches.
 #[test]
 fn sample_events_carry_the_route_key_api_gateway_would_match() {
-    fn fits(template: &str, path: &str) -> Option<Option<String>> {
+    /// The path parameters of `path` under `template` (`None`: it does not fit).
+    fn fits(template: &str, path: &str) -> Option<Option<Value>> {
         let (parts, segments): (Vec<_>, Vec<_>) =
             (template.split('/').collect(), path.split('/').collect());
         if parts.len() != segments.len() {
             return None;
         }
-        let mut id = None;
+        let mut params = serde_json::Map::new();
         for (part, segment) in parts.iter().zip(&segments) {
-            if *part == "{id}" && !segment.is_empty() {
-                id = Some((*segment).to_owned());
-            } else if part != segment {
-                return None;
+            match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Some(name) if !segment.is_empty() => {
+                    params.insert(name.to_owned(), json!(segment));
+                }
+                _ if part != segment => return None,
+                _ => {}
             }
         }
-        Some(id)
+        Some((!params.is_empty()).then_some(Value::Object(params)))
     }
     let dir = format!("{}/../../events/connector-api", env!("CARGO_MANIFEST_DIR"));
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -273,7 +291,7 @@ fn sample_events_carry_the_route_key_api_gateway_would_match() {
         assert_eq!(event["requestContext"]["routeKey"], json!(key), "{name}");
         let params = event.get("pathParameters").cloned().unwrap_or(Value::Null);
         match id {
-            Some(id) => assert_eq!(params, json!({"id": id}), "{name}: pathParameters"),
+            Some(expected) => assert_eq!(params, expected, "{name}: pathParameters"),
             None => assert!(params.is_null(), "{name}: no pathParameters expected"),
         }
     }
@@ -378,17 +396,20 @@ fn page_tokens_round_trip_and_reject_forgeries() {
     raw["rawQueryString"] = json!(format!("limit=2&next_token={token}"));
     let request = lambda_http::request::from_str(&raw.to_string()).unwrap();
     assert_eq!(
-        list_params(&request).unwrap(),
+        list_params(&request, is_connector_id).unwrap(),
         (2, Some("con_0193abc".to_owned()))
     );
-    assert_eq!(list_params(&event("list-connectors")).unwrap(), (2, None));
+    assert_eq!(
+        list_params(&event("list-connectors"), is_connector_id).unwrap(),
+        (2, None)
+    );
     for forged in [
         URL_SAFE_NO_PAD.encode("acme#con_1"),
         URL_SAFE_NO_PAD.encode("con_"),
     ] {
         raw["rawQueryString"] = json!(format!("next_token={forged}"));
         let request = lambda_http::request::from_str(&raw.to_string()).unwrap();
-        assert!(list_params(&request).is_err(), "{forged}");
+        assert!(list_params(&request, is_connector_id).is_err(), "{forged}");
     }
 }
 

@@ -684,7 +684,8 @@ fn check_pgp_public_key(key: &str) -> Result<(), String> {
     {
         return Err("must be an ASCII-armored OpenPGP public key (-----BEGIN PGP PUBLIC KEY BLOCK----- … -----END PGP PUBLIC KEY BLOCK-----)".into());
     }
-    Ok(())
+    // Parsed only once the cheap checks pass: the size bound keeps parsing cheap.
+    super::pgp_key::check(key)
 }
 
 fn read_tables(r: &mut ObjectReader<'_>) -> Option<Vec<TableSelection>> {

@@ -406,3 +406,50 @@ fn editable_document_round_trips() {
         assert_eq!(spec.prefix, current.prefix);
     }
 }
+
+#[test]
+fn the_pgp_public_key_must_be_a_public_key_that_can_encrypt() {
+    let sign_only = include_str!("../../testdata/pgp_sign_only.asc");
+    let oversized = format!(
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----\n{}\n-----END PGP PUBLIC KEY BLOCK-----",
+        "A".repeat(MAX_PGP_KEY_BYTES)
+    );
+    let cases: [(&str, String, Option<&str>); 6] = [
+        ("a real public key", crate::testing::PGP_PUBLIC_KEY.into(), None),
+        (
+            "a private key",
+            crate::testing::PGP_SECRET_KEY.into(),
+            Some("PRIVATE key"),
+        ),
+        ("too large", oversized, Some("at most")),
+        ("not armored", "mQENBFexample".into(), Some("ASCII-armored")),
+        (
+            "armored garbage",
+            "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQENBFexample\n-----END PGP PUBLIC KEY BLOCK-----".into(),
+            Some("could not be read"),
+        ),
+        ("signing only", sign_only.into(), Some("can encrypt")),
+    ];
+    for (name, key, refusal) in cases {
+        let body = with(export_body(), json!({"export": {"pgp_public_key": key}}));
+        match (parse_create(body), refusal) {
+            (Ok(spec), None) => assert!(
+                spec.flow
+                    .export_options()
+                    .and_then(|e| e.pgp_public_key.as_ref())
+                    .is_some(),
+                "{name}"
+            ),
+            (Err(errors), Some(phrase)) => {
+                assert_eq!(errors.len(), 1, "{name}: {errors:?}");
+                assert_eq!(errors[0].field, "export.pgp_public_key", "{name}");
+                assert!(
+                    errors[0].rule.contains(phrase),
+                    "{name}: {}",
+                    errors[0].rule
+                );
+            }
+            (result, _) => panic!("{name}: {result:?}"),
+        }
+    }
+}
