@@ -107,7 +107,10 @@ impl Exporting<'_> {
             )
             .await;
         assert_eq!(patched.status, 200, "{export}: {}", patched.raw_body);
-        assert_eq!(patched.body["status"], "active", "a format change needs no validation");
+        assert_eq!(
+            patched.body["status"], "active",
+            "a format change needs no validation"
+        );
     }
 
     /// Starts a run through the API and waits until the poller has delivered it and the
@@ -210,8 +213,16 @@ fn expected_rows(batches: &[RecordBatch]) -> String {
 fn canonical(column: &dyn Array, data_type: &DataType, row: usize) -> String {
     let any = column.as_any();
     match data_type {
-        DataType::Utf8 => any.downcast_ref::<StringArray>().unwrap().value(row).to_owned(),
-        DataType::Int64 => any.downcast_ref::<Int64Array>().unwrap().value(row).to_string(),
+        DataType::Utf8 => any
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .value(row)
+            .to_owned(),
+        DataType::Int64 => any
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(row)
+            .to_string(),
         DataType::Float64 => {
             let v = any.downcast_ref::<Float64Array>().unwrap().value(row);
             match v {
@@ -225,15 +236,23 @@ fn canonical(column: &dyn Array, data_type: &DataType, row: usize) -> String {
             .downcast_ref::<Decimal128Array>()
             .unwrap()
             .value_as_string(row),
-        DataType::Boolean => any.downcast_ref::<BooleanArray>().unwrap().value(row).to_string(),
+        DataType::Boolean => any
+            .downcast_ref::<BooleanArray>()
+            .unwrap()
+            .value(row)
+            .to_string(),
         DataType::Date32 => {
             let days = any.downcast_ref::<Date32Array>().unwrap().value(row);
-            (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(days.into()))
-                .format("%Y-%m-%d")
-                .to_string()
+            (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()
+                + chrono::Duration::days(days.into()))
+            .format("%Y-%m-%d")
+            .to_string()
         }
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            let micros = any.downcast_ref::<TimestampMicrosecondArray>().unwrap().value(row);
+            let micros = any
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .unwrap()
+                .value(row);
             chrono::DateTime::from_timestamp_micros(micros)
                 .unwrap()
                 .format("%Y-%m-%dT%H:%M:%S%.6fZ")
@@ -275,7 +294,14 @@ fn pgp_key_pair(dir: &Path) -> (PathBuf, String) {
 }
 
 /// Reads `bytes` back with the independent readers; panics with what differs.
-fn read_back(dir: &Path, label: &str, bytes: &[u8], spec: &Value, expected: &str, secret: Option<&Path>) {
+fn read_back(
+    dir: &Path,
+    label: &str,
+    bytes: &[u8],
+    spec: &Value,
+    expected: &str,
+    secret: Option<&Path>,
+) {
     let file = dir.join(format!("{label}.bin"));
     let spec_file = dir.join(format!("{label}.spec.json"));
     let expected_file = dir.join(format!("{label}.expected.jsonl"));
@@ -333,22 +359,61 @@ async fn every_format_and_option_reads_back_value_for_value() {
     let (secret, public) = pgp_key_pair(dir.path());
     let csv = |extra: Value| {
         let mut format = json!({"type": "csv"});
-        format.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        format
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         format
     };
     let cases: Vec<(&str, Value)> = vec![
-        ("csv-defaults-gzip", json!({"format": {"type": "csv"}, "compression": "gzip"})),
-        ("csv-all-custom-quote-escape", json!({"format": csv(json!({"quote": "all", "quote_char": "'", "escape_char": "\\", "header": false, "null_value": "NULL"})), "compression": "none"})),
-        ("csv-non-null-semicolon-zstd", json!({"format": csv(json!({"quote": "non_null", "delimiter": ";"})), "compression": "zstd"})),
-        ("csv-non-numeric-tgz", json!({"format": csv(json!({"quote": "non_numeric"})), "compression": "tgz"})),
-        ("tsv-null-marker-zip", json!({"format": {"type": "tsv", "null_value": "\\N"}, "compression": "zip"})),
-        ("psv-tar", json!({"format": {"type": "psv"}, "compression": "tar"})),
-        ("jsonl-none", json!({"format": {"type": "jsonl"}, "compression": "none"})),
-        ("jsonl-gzip-pgp", json!({"format": {"type": "jsonl"}, "compression": "gzip", "pgp_public_key": public.trim()})),
-        ("parquet-snappy", json!({"format": {"type": "parquet"}, "compression": "none", "pgp_public_key": null})),
-        ("parquet-zstd", json!({"format": {"type": "parquet"}, "compression": "zstd"})),
-        ("parquet-zip-pgp", json!({"format": {"type": "parquet"}, "compression": "zip", "pgp_public_key": public.trim()})),
-        ("csv-escape-gzip-pgp", json!({"format": csv(json!({"escape_char": "\\"})), "compression": "gzip"})),
+        (
+            "csv-defaults-gzip",
+            json!({"format": {"type": "csv"}, "compression": "gzip"}),
+        ),
+        (
+            "csv-all-custom-quote-escape",
+            json!({"format": csv(json!({"quote": "all", "quote_char": "'", "escape_char": "\\", "header": false, "null_value": "NULL"})), "compression": "none"}),
+        ),
+        (
+            "csv-non-null-semicolon-zstd",
+            json!({"format": csv(json!({"quote": "non_null", "delimiter": ";"})), "compression": "zstd"}),
+        ),
+        (
+            "csv-non-numeric-tgz",
+            json!({"format": csv(json!({"quote": "non_numeric"})), "compression": "tgz"}),
+        ),
+        (
+            "tsv-null-marker-zip",
+            json!({"format": {"type": "tsv", "null_value": "\\N"}, "compression": "zip"}),
+        ),
+        (
+            "psv-tar",
+            json!({"format": {"type": "psv"}, "compression": "tar"}),
+        ),
+        (
+            "jsonl-none",
+            json!({"format": {"type": "jsonl"}, "compression": "none"}),
+        ),
+        (
+            "jsonl-gzip-pgp",
+            json!({"format": {"type": "jsonl"}, "compression": "gzip", "pgp_public_key": public.trim()}),
+        ),
+        (
+            "parquet-snappy",
+            json!({"format": {"type": "parquet"}, "compression": "none", "pgp_public_key": null}),
+        ),
+        (
+            "parquet-zstd",
+            json!({"format": {"type": "parquet"}, "compression": "zstd"}),
+        ),
+        (
+            "parquet-zip-pgp",
+            json!({"format": {"type": "parquet"}, "compression": "zip", "pgp_public_key": public.trim()}),
+        ),
+        (
+            "csv-escape-gzip-pgp",
+            json!({"format": csv(json!({"escape_char": "\\"})), "compression": "gzip"}),
+        ),
     ];
     for (n, (label, export)) in cases.iter().enumerate() {
         let batch = e.append(n as u64).await;
@@ -361,9 +426,16 @@ async fn every_format_and_option_reads_back_value_for_value() {
         let key = files[0]["key"].as_str().unwrap();
         let view = e.api.get(&format!("/connectors/{}", e.id)).await.body;
         let settings = &view["export"];
-        assert!(key.ends_with(&format!("_00001.{}", extension_of(settings))), "{label}: {key}");
+        assert!(
+            key.ends_with(&format!("_00001.{}", extension_of(settings))),
+            "{label}: {key}"
+        );
         let (bytes, content_type) = e.object(key).await;
-        assert_eq!(content_type.as_deref(), Some(content_type_of(settings)), "{label}");
+        assert_eq!(
+            content_type.as_deref(),
+            Some(content_type_of(settings)),
+            "{label}"
+        );
         assert_eq!(files[0]["bytes"], bytes.len() as u64, "{label}");
         assert_eq!(files[0]["sha256"], hex(&Sha256::digest(&bytes)), "{label}");
 
@@ -384,7 +456,14 @@ async fn every_format_and_option_reads_back_value_for_value() {
             "pgp": pgp,
             "columns": manifest["files"][0]["schema"],
         });
-        read_back(dir.path(), label, &bytes, &spec, &expected_rows(&[batch]), pgp.then_some(secret.as_path()));
+        read_back(
+            dir.path(),
+            label,
+            &bytes,
+            &spec,
+            &expected_rows(&[batch]),
+            pgp.then_some(secret.as_path()),
+        );
     }
 }
 
@@ -425,14 +504,24 @@ async fn failed_runs_keep_the_watermark_and_leave_nothing_open() {
         .await;
     let refused = e.run().await;
     assert_eq!(refused["status"], "failed", "{refused}");
-    assert_eq!(refused["error"]["reason"], "value_not_writable", "{refused}");
+    assert_eq!(
+        refused["error"]["reason"], "value_not_writable",
+        "{refused}"
+    );
     let message = refused["error"]["message"].as_str().unwrap();
     assert!(message.contains("row "), "{message}");
     assert!(
-        refused["error"]["remediation"].as_str().unwrap().contains("necessary"),
+        refused["error"]["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("necessary"),
         "{refused}"
     );
-    assert_eq!(e.open_uploads().await, 0, "the refused file's upload was aborted");
+    assert_eq!(
+        e.open_uploads().await,
+        0,
+        "the refused file's upload was aborted"
+    );
 
     // Take s3:PutObject away from the role: the write is denied and named.
     let denied_policy = without_action(&e.setup["permission_policy"], "s3:PutObject");
@@ -441,9 +530,15 @@ async fn failed_runs_keep_the_watermark_and_leave_nothing_open() {
         .await;
     let denied = e.run().await;
     assert_eq!(denied["status"], "failed", "{denied}");
-    assert_eq!(denied["error"]["aws_error_code"], "AccessDenied", "{denied}");
+    assert_eq!(
+        denied["error"]["aws_error_code"], "AccessDenied",
+        "{denied}"
+    );
     assert!(
-        denied["error"]["remediation"].as_str().unwrap().contains("s3:PutObject"),
+        denied["error"]["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("s3:PutObject"),
         "{denied}"
     );
     assert_eq!(e.open_uploads().await, 0);
@@ -460,7 +555,11 @@ async fn failed_runs_keep_the_watermark_and_leave_nothing_open() {
     let second = e.append(1).await;
     let good = e.run().await;
     assert_eq!(good["status"], "succeeded", "{good}");
-    assert_eq!(good["files"][0]["rows"], 2 * ROWS as u64, "the backlog, once: {good}");
+    assert_eq!(
+        good["files"][0]["rows"],
+        2 * ROWS as u64,
+        "the backlog, once: {good}"
+    );
     let key = good["files"][0]["key"].as_str().unwrap();
     let (bytes, _) = e.object(key).await;
     let view = e.api.get(&format!("/connectors/{}", e.id)).await.body;
@@ -469,7 +568,14 @@ async fn failed_runs_keep_the_watermark_and_leave_nothing_open() {
     let (manifest, _) = e.object(manifest_key).await;
     let manifest: Value = serde_json::from_slice(&manifest).unwrap();
     let spec = json!({"format": view["export"]["format"], "compression": "gzip", "pgp": false, "columns": manifest["files"][0]["schema"]});
-    read_back(dir.path(), "backlog", &bytes, &spec, &expected_rows(&[first, second]), None);
+    read_back(
+        dir.path(),
+        "backlog",
+        &bytes,
+        &spec,
+        &expected_rows(&[first, second]),
+        None,
+    );
 
     let nothing_new = e.run().await;
     assert_eq!(nothing_new["status"], "succeeded", "{nothing_new}");

@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use ::tests::{StackEnv, sdk_config};
 use shared::adapters::lake::DynamoLake;
 use shared::lake::part_file::{EncodedPart, encode_part};
 use shared::lake::seed::{self, SeedTable};
 use shared::lake::{Lake, LakeError};
-use ::tests::{StackEnv, sdk_config};
 
 const USAGE: &str = "usage: lake seed --tenant T [--tables sales,inventory,stores,products] (--rows N | --size 1GiB) [--seed S] [--part-rows R] [--dry-run]";
 const DEFAULT_PART_ROWS: u64 = 200_000;
