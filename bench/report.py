@@ -4,7 +4,8 @@ Input: the results file the script wrote, one "label<TAB>json" line per measured
 scripts/bench). A label measured several times counts with its best run.
 
   report.py RESULTS
-  report.py --disk-needed RESULTS --small-mib N --large-mib M   (MiB step 3's large table needs)
+  report.py --disk-needed RESULTS --small-mib N --large-mib M --file-mib F
+      (MiB of disk step 3's large table needs)
 """
 
 import argparse
@@ -124,7 +125,7 @@ def report(results):
     if any_e2e:
         run = best(results, "e2e.none")
         if run:
-            print_(f"   export path: {run['path']}")
+            print_(f"   export path: {run['path']}, read-ahead {run['read_ahead']}")
     else:
         print_("   not run")
 
@@ -139,7 +140,7 @@ def report(results):
             peak = rss_mib(run)
             print_(
                 f"   {verdict(peak <= PEAK_RSS_MIB)}  {run['lake_bytes'] / MIB:6.0f} MiB table "
-                f"({run['bytes'] / MIB:.0f} MiB CSV): peak RSS {peak:6.1f} MiB   "
+                f"({run['bytes'] / MIB:.0f} MiB CSV, {run['files']} file(s)): peak RSS {peak:6.1f} MiB   "
                 f"target <= {PEAK_RSS_MIB:.0f} MiB"
             )
         elif name == "large" and skipped:
@@ -158,13 +159,14 @@ def report(results):
     return "\n".join(out)
 
 
-def disk_needed(results, small_mib, large_mib):
-    """MiB of disk the large table needs: its remaining lake parts and its whole CSV output
-    (held by s3s-fs until the script deletes it), scaled from the small table's, plus room."""
+def disk_needed(results, small_mib, large_mib, file_mib):
+    """MiB of disk the large table needs: the rest of its lake parts, and the output of one of
+    its files twice over (s3s-fs holds the parts while it joins them), scaled from the small
+    table's output, plus room."""
     small = best(results, "e2e.none") or best(results, "rss.small")
-    output_per_lake_mib = small["bytes"] / small["lake_bytes"] if small else 3.0
+    output_per_lake = small["bytes"] / small["lake_bytes"] if small else 3.0
     margin = 4096
-    return int((large_mib - small_mib) + large_mib * output_per_lake_mib + margin)
+    return int((large_mib - small_mib) + 2 * file_mib * output_per_lake + margin)
 
 
 def main():
@@ -173,10 +175,11 @@ def main():
     parser.add_argument("--disk-needed", action="store_true")
     parser.add_argument("--small-mib", type=int)
     parser.add_argument("--large-mib", type=int)
+    parser.add_argument("--file-mib", type=int)
     args = parser.parse_args()
     results = load(args.results)
     if args.disk_needed:
-        print(disk_needed(results, args.small_mib, args.large_mib))
+        print(disk_needed(results, args.small_mib, args.large_mib, args.file_mib))
     else:
         print(report(results))
 
