@@ -5,6 +5,7 @@ use std::future::Future;
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use bytes::Bytes;
 
 use crate::domain::connector::spec::AccessKeyPair;
 use crate::domain::connector::{Connector, Encryption};
@@ -159,29 +160,30 @@ pub trait ObjectStore: Send + Sync {
         range: Option<(u64, u64)>,
     ) -> impl Future<Output = Result<Vec<u8>, AwsCallError>> + Send;
 
-    /// PutObject; the new object's ETag.
+    /// PutObject with the body's CRC32C; the new object's ETag.
     fn put(
         &self,
         key: &str,
-        body: Vec<u8>,
+        body: Body,
         options: &WriteOptions,
     ) -> impl Future<Output = Result<String, AwsCallError>> + Send;
 
-    /// CreateMultipartUpload with the write options; the upload id.
+    /// CreateMultipartUpload with the write options and CRC32C as the additional checksum
+    /// (`ChecksumAlgorithm`), so every part must carry its CRC32C.
     fn create_upload(
         &self,
         key: &str,
         options: &WriteOptions,
     ) -> impl Future<Output = Result<String, AwsCallError>> + Send;
 
-    /// UploadPart; the part's ETag.
+    /// UploadPart with the body's CRC32C; the part as CompleteMultipartUpload names it.
     fn upload_part(
         &self,
         key: &str,
         upload_id: &str,
         part_number: i32,
-        body: Vec<u8>,
-    ) -> impl Future<Output = Result<String, AwsCallError>> + Send;
+        body: Body,
+    ) -> impl Future<Output = Result<UploadedPart, AwsCallError>> + Send;
 
     /// ListParts of an upload in progress.
     fn list_parts(
@@ -190,6 +192,7 @@ pub trait ObjectStore: Send + Sync {
         upload_id: &str,
     ) -> impl Future<Output = Result<Vec<UploadedPart>, AwsCallError>> + Send;
 
+    /// CompleteMultipartUpload with every part, ascending, each with its ETag and CRC32C.
     fn complete_upload(
         &self,
         key: &str,
@@ -268,6 +271,45 @@ pub struct ListedObject {
 pub struct UploadedPart {
     pub part_number: i32,
     pub e_tag: String,
+    /// The part's CRC32C; CompleteMultipartUpload of an upload created with the checksum
+    /// needs it for every part. `None` when ListParts did not report one.
+    pub crc32c: Option<Crc32c>,
+}
+
+/// The bytes of an object or a part with their CRC32C, which travels as S3's additional
+/// checksum (`x-amz-checksum-crc32c`): S3 refuses a body that does not match it (`BadDigest`),
+/// so what is stored is what we computed. `Bytes` so that a retry resends without a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body {
+    pub bytes: Bytes,
+    pub crc32c: Crc32c,
+}
+
+impl Body {
+    /// The bytes with their checksum computed here.
+    pub fn new(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        Self {
+            crc32c: Crc32c::of(&bytes),
+            bytes,
+        }
+    }
+}
+
+/// A CRC32C (Castagnoli) value; S3 carries it as the base64 of its four big-endian bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Crc32c(pub u32);
+
+impl Crc32c {
+    pub fn of(bytes: &[u8]) -> Self {
+        // crc-fast returns every width as u64; a CRC-32 fits in the low half.
+        let value = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes);
+        Self(value as u32)
+    }
+
+    pub fn to_be_bytes(self) -> [u8; 4] {
+        self.0.to_be_bytes()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

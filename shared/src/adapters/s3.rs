@@ -6,16 +6,17 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, CompletedMultipartUpload, CompletedPart, MetadataDirective,
-    ObjectCannedAcl, ObjectOwnership, Payer, ServerSideEncryption,
+    BucketVersioningStatus, ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart,
+    MetadataDirective, ObjectCannedAcl, ObjectOwnership, Payer, ServerSideEncryption,
 };
+use aws_smithy_types::base64;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::domain::connector::SseMode;
 use crate::domain::setup::checks::BucketSettings;
 use crate::error::{AwsCallError, unparsed_ok_body};
 use crate::ports::{
-    CustomerStorage, HeadBucketError, ListedObject, Listing, ObjectInfo, ObjectStore,
+    Body, Crc32c, CustomerStorage, HeadBucketError, ListedObject, Listing, ObjectInfo, ObjectStore,
     PendingUpload, UploadedPart, WriteOptions,
 };
 
@@ -67,6 +68,17 @@ fn sse(options: &WriteOptions) -> (Option<ServerSideEncryption>, Option<String>)
             SseMode::AwsKms => (Some(ServerSideEncryption::AwsKms), e.kms_key_id.clone()),
         },
     }
+}
+
+/// `x-amz-checksum-crc32c`: the base64 of the checksum's big-endian bytes.
+fn crc32c_header(crc32c: Crc32c) -> String {
+    base64::encode(crc32c.to_be_bytes())
+}
+
+/// A part's CRC32C as ListParts reports it; `None` when absent or not a CRC32C.
+fn parse_crc32c(header: Option<&str>) -> Option<Crc32c> {
+    let bytes: [u8; 4] = base64::decode(header?).ok()?.try_into().ok()?;
+    Some(Crc32c(u32::from_be_bytes(bytes)))
 }
 
 fn acl(options: &WriteOptions) -> Option<ObjectCannedAcl> {
@@ -189,16 +201,19 @@ impl ObjectStore for S3Bucket {
     async fn put(
         &self,
         key: &str,
-        body: Vec<u8>,
+        body: Body,
         options: &WriteOptions,
     ) -> Result<String, AwsCallError> {
         let (sse, kms_key) = sse(options);
+        // With the checksum given, the SDK sends it instead of computing one of its own.
         let out = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .body(ByteStream::from(body))
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .checksum_crc32_c(crc32c_header(body.crc32c))
+            .body(ByteStream::from(body.bytes))
             .set_acl(acl(options))
             .set_server_side_encryption(sse)
             .set_ssekms_key_id(kms_key)
@@ -220,6 +235,7 @@ impl ObjectStore for S3Bucket {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
             .set_acl(acl(options))
             .set_server_side_encryption(sse)
             .set_ssekms_key_id(kms_key)
@@ -235,8 +251,8 @@ impl ObjectStore for S3Bucket {
         key: &str,
         upload_id: &str,
         part_number: i32,
-        body: Vec<u8>,
-    ) -> Result<String, AwsCallError> {
+        body: Body,
+    ) -> Result<UploadedPart, AwsCallError> {
         let out = self
             .client
             .upload_part()
@@ -244,11 +260,18 @@ impl ObjectStore for S3Bucket {
             .key(key)
             .upload_id(upload_id)
             .part_number(part_number)
-            .body(ByteStream::from(body))
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .checksum_crc32_c(crc32c_header(body.crc32c))
+            .body(ByteStream::from(body.bytes))
             .send()
             .await
             .map_err(call_error("UploadPart"))?;
-        Ok(out.e_tag.unwrap_or_default())
+        Ok(UploadedPart {
+            part_number,
+            e_tag: out.e_tag.unwrap_or_default(),
+            // S3 accepted the part, so it matched the checksum we sent.
+            crc32c: Some(body.crc32c),
+        })
     }
 
     async fn list_parts(
@@ -271,6 +294,7 @@ impl ObjectStore for S3Bucket {
                 .map(|p| UploadedPart {
                     part_number: p.part_number().unwrap_or_default(),
                     e_tag: p.e_tag().unwrap_or_default().to_owned(),
+                    crc32c: parse_crc32c(p.checksum_crc32_c()),
                 })
                 .collect()),
             // A 200 the SDK cannot parse (seen with emulators) still answers the call; the
@@ -294,6 +318,7 @@ impl ObjectStore for S3Bucket {
                         CompletedPart::builder()
                             .part_number(p.part_number)
                             .e_tag(&p.e_tag)
+                            .set_checksum_crc32_c(p.crc32c.map(crc32c_header))
                             .build()
                     })
                     .collect(),
@@ -468,6 +493,17 @@ fn copy_source(bucket: &str, key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crc32c_travels_as_the_base64_of_its_big_endian_bytes() {
+        let check_value = Crc32c::of(b"123456789");
+        assert_eq!(crc32c_header(check_value), "4waSgw==");
+        assert_eq!(parse_crc32c(Some("4waSgw==")), Some(check_value));
+        // Absent, not base64, or another algorithm's width: unknown.
+        for header in [None, Some(""), Some("not base64!"), Some("AAAAAAAAAAA=")] {
+            assert_eq!(parse_crc32c(header), None, "{header:?}");
+        }
+    }
 
     #[test]
     fn copy_source_encodes_keys_users_write() {

@@ -580,7 +580,7 @@ where
         content_type: &str,
     ) -> Result<(), Stop> {
         store
-            .put(key, body, &write_options(connector, Some(content_type)))
+            .put(key, crate::ports::Body::new(body), &write_options(connector, Some(content_type)))
             .await
             .map(|_| ())
             .map_err(|e| bucket_failure(connector, e, "s3:PutObject", &format!("writing {key}")))
@@ -840,3 +840,6 @@ where
         self.execute(message).await
     }
 }
+
+#[cfg(test)]
+mod tests;

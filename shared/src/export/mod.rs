@@ -3,6 +3,7 @@
 
 pub mod compress;
 pub mod encode;
+pub mod engine;
 pub mod pgp;
 pub mod sink;
 pub mod upload;

@@ -1,18 +1,21 @@
 //! An in-memory S3 behind the storage ports: buckets with regions, objects with the headers
-//! they were written with, multipart uploads, bucket settings, a log of every call, and faults
-//! a test injects per operation and key prefix (AccessDenied, SlowDown, NoSuchBucket, a hang)
-//! — the paths an emulator cannot produce.
+//! they were written with, multipart uploads, CRC32C checks of every body and part, bucket
+//! settings, a log of every call, faults a test injects per operation and key prefix
+//! (AccessDenied, SlowDown, NoSuchBucket, a hang) — the paths an emulator cannot produce — and
+//! a delay per operation with a count of concurrent UploadPart calls, so a test under paused
+//! time sees how many parts a writer keeps in flight.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use bytes::Bytes;
 
 use crate::domain::setup::checks::BucketSettings;
 use crate::error::AwsCallError;
 use crate::ports::{
-    CustomerStorage, HeadBucketError, ListedObject, Listing, ObjectInfo, ObjectStore,
+    Body, Crc32c, CustomerStorage, HeadBucketError, ListedObject, Listing, ObjectInfo, ObjectStore,
     PendingUpload, UploadedPart, WriteOptions,
 };
 
@@ -123,6 +126,8 @@ struct Rule {
     op: Op,
     key_prefix: String,
     fault: Fault,
+    /// Matching calls that succeed before the fault starts.
+    passes: u32,
     /// `None`: every time.
     remaining: Option<u32>,
 }
@@ -138,7 +143,15 @@ pub struct StoredObject {
 pub struct Upload {
     pub key: String,
     pub options: WriteOptions,
-    pub parts: BTreeMap<i32, (String, Vec<u8>)>,
+    pub parts: BTreeMap<i32, StoredPart>,
+}
+
+/// A part as S3 keeps it until the upload completes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPart {
+    pub e_tag: String,
+    pub bytes: Bytes,
+    pub crc32c: Crc32c,
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +173,8 @@ pub struct Call {
     pub access_key_id: String,
     /// The headers a write was sent with (PutObject, CreateMultipartUpload, CopyObject).
     pub options: Option<WriteOptions>,
+    /// The CRC32C a body was sent with (PutObject, UploadPart), and its size.
+    pub body: Option<(Crc32c, usize)>,
 }
 
 #[derive(Default)]
@@ -168,6 +183,10 @@ struct State {
     rules: Vec<Rule>,
     calls: Vec<Call>,
     next_id: u64,
+    /// How long each call of an operation takes, once its faults are checked.
+    delays: Vec<(Op, Duration)>,
+    parts_in_flight: usize,
+    max_parts_in_flight: usize,
 }
 
 /// Cloning shares the state: hand one clone to the code under test, keep one to inspect.
@@ -248,11 +267,24 @@ impl MemoryStorage {
         self.add_rule(op, key_prefix, fault, Some(times));
     }
 
+    /// The first `passes` such calls succeed, every later one answers `fault` (the second part
+    /// of an upload, say).
+    pub fn fail_after(&self, op: Op, key_prefix: &str, fault: Fault, passes: u32) {
+        self.lock().rules.push(Rule {
+            op,
+            key_prefix: key_prefix.to_owned(),
+            fault,
+            passes,
+            remaining: None,
+        });
+    }
+
     fn add_rule(&self, op: Op, key_prefix: &str, fault: Fault, remaining: Option<u32>) {
         self.lock().rules.push(Rule {
             op,
             key_prefix: key_prefix.to_owned(),
             fault,
+            passes: 0,
             remaining,
         });
     }
@@ -272,8 +304,36 @@ impl MemoryStorage {
         self.lock().calls.clone()
     }
 
+    /// Every later call of `op` takes `duration` (tests run with paused time), so calls a
+    /// client makes concurrently overlap.
+    pub fn delay(&self, op: Op, duration: Duration) {
+        self.lock().delays.push((op, duration));
+    }
+
+    /// The most UploadPart calls that were in progress at once.
+    pub fn max_parts_in_flight(&self) -> usize {
+        self.lock().max_parts_in_flight
+    }
+
+    /// Counts an UploadPart in progress until the guard drops (also when its caller gives up
+    /// on it).
+    fn part_in_flight(&self) -> InFlight {
+        let mut state = self.lock();
+        state.parts_in_flight += 1;
+        state.max_parts_in_flight = state.max_parts_in_flight.max(state.parts_in_flight);
+        InFlight(self.clone())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("not poisoned")
+    }
+}
+
+struct InFlight(MemoryStorage);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.lock().parts_in_flight -= 1;
     }
 }
 
@@ -313,6 +373,18 @@ impl MemoryBucket {
         key: &str,
         options: Option<&WriteOptions>,
     ) -> Result<(), AwsCallError> {
+        self.begin_with_body(op, key, options, None).await
+    }
+
+    /// [`Self::begin`] for a call that sends a body: logs its checksum and size, then, after
+    /// the faults, refuses a body that does not match its CRC32C as S3 does (`BadDigest`).
+    async fn begin_with_body(
+        &self,
+        op: Op,
+        key: &str,
+        options: Option<&WriteOptions>,
+        body: Option<&Body>,
+    ) -> Result<(), AwsCallError> {
         let credentials =
             self.credentials
                 .provide_credentials()
@@ -333,12 +405,17 @@ impl MemoryBucket {
                 key: key.to_owned(),
                 access_key_id: credentials.access_key_id().to_owned(),
                 options: options.cloned(),
+                body: body.map(|b| (b.crc32c, b.bytes.len())),
             });
             let rule = state
                 .rules
                 .iter_mut()
                 .find(|r| r.op == op && key.starts_with(&r.key_prefix) && r.remaining != Some(0));
             match rule {
+                Some(rule) if rule.passes > 0 => {
+                    rule.passes -= 1;
+                    None
+                }
                 Some(rule) => {
                     if let Some(n) = rule.remaining.as_mut() {
                         *n -= 1;
@@ -353,6 +430,17 @@ impl MemoryBucket {
                 tokio::time::sleep(duration).await;
             }
             return Err(fault.error(op));
+        }
+        let delay: Duration = self
+            .storage
+            .lock()
+            .delays
+            .iter()
+            .filter(|(delayed, _)| *delayed == op)
+            .map(|(_, d)| *d)
+            .sum();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
         if credentials
             .expiry()
@@ -379,7 +467,7 @@ impl MemoryBucket {
                 http_status: Some(301),
                 retryable: false,
             },
-            Some(_) => return Ok(()),
+            Some(_) => return body.map_or(Ok(()), |b| Self::verify(op, b)),
         };
         if op == Op::HeadBucket {
             // HeadBucket has no body: a bare status.
@@ -397,6 +485,20 @@ impl MemoryBucket {
             buckets.get_mut(&self.bucket).expect("checked in begin"),
             next_id,
         )
+    }
+
+    fn verify(op: Op, body: &Body) -> Result<(), AwsCallError> {
+        if Crc32c::of(&body.bytes) == body.crc32c {
+            return Ok(());
+        }
+        Err(AwsCallError {
+            service: "s3",
+            operation: op.name(),
+            code: Some("BadDigest".into()),
+            message: "The CRC32C you specified did not match the calculated checksum.".into(),
+            http_status: Some(400),
+            retryable: false,
+        })
     }
 
     fn missing(op: Op, code: &str) -> AwsCallError {
@@ -501,17 +603,18 @@ impl ObjectStore for MemoryBucket {
     async fn put(
         &self,
         key: &str,
-        body: Vec<u8>,
+        body: Body,
         options: &WriteOptions,
     ) -> Result<String, AwsCallError> {
-        self.begin(Op::Put, key, Some(options)).await?;
+        self.begin_with_body(Op::Put, key, Some(options), Some(&body))
+            .await?;
         Ok(self.with_bucket(|b, next| {
             let e_tag = format!("\"{next}\"");
             *next += 1;
             b.objects.insert(
                 key.to_owned(),
                 StoredObject {
-                    body,
+                    body: body.bytes.to_vec(),
                     options: options.clone(),
                     e_tag: e_tag.clone(),
                 },
@@ -546,9 +649,11 @@ impl ObjectStore for MemoryBucket {
         key: &str,
         upload_id: &str,
         part_number: i32,
-        body: Vec<u8>,
-    ) -> Result<String, AwsCallError> {
-        self.begin(Op::UploadPart, key, None).await?;
+        body: Body,
+    ) -> Result<UploadedPart, AwsCallError> {
+        let _in_flight = self.storage.part_in_flight();
+        self.begin_with_body(Op::UploadPart, key, None, Some(&body))
+            .await?;
         self.with_bucket(|b, next| {
             let upload = b
                 .uploads
@@ -557,8 +662,19 @@ impl ObjectStore for MemoryBucket {
                 .ok_or_else(|| Self::missing(Op::UploadPart, "NoSuchUpload"))?;
             let e_tag = format!("\"part-{next}\"");
             *next += 1;
-            upload.parts.insert(part_number, (e_tag.clone(), body));
-            Ok(e_tag)
+            upload.parts.insert(
+                part_number,
+                StoredPart {
+                    e_tag: e_tag.clone(),
+                    bytes: body.bytes,
+                    crc32c: body.crc32c,
+                },
+            );
+            Ok(UploadedPart {
+                part_number,
+                e_tag,
+                crc32c: Some(body.crc32c),
+            })
         })
     }
 
@@ -577,9 +693,10 @@ impl ObjectStore for MemoryBucket {
             Ok(upload
                 .parts
                 .iter()
-                .map(|(n, (e_tag, _))| UploadedPart {
+                .map(|(n, part)| UploadedPart {
                     part_number: *n,
-                    e_tag: e_tag.clone(),
+                    e_tag: part.e_tag.clone(),
+                    crc32c: Some(part.crc32c),
                 })
                 .collect())
         })
@@ -621,7 +738,7 @@ impl ObjectStore for MemoryBucket {
                 upload
                     .parts
                     .get(&p.part_number)
-                    .is_some_and(|(_, bytes)| bytes.len() < MIN_PART_SIZE)
+                    .is_some_and(|stored| stored.bytes.len() < MIN_PART_SIZE)
             });
             if small {
                 return Err(refuse(
@@ -629,10 +746,16 @@ impl ObjectStore for MemoryBucket {
                     "a part other than the last is under 5 MiB",
                 ));
             }
+            // The upload was created with CRC32C: each part must name the checksum it was
+            // uploaded with.
             let mut body = Vec::new();
             for part in parts {
                 match upload.parts.get(&part.part_number) {
-                    Some((e_tag, bytes)) if *e_tag == part.e_tag => body.extend_from_slice(bytes),
+                    Some(stored)
+                        if stored.e_tag == part.e_tag && part.crc32c == Some(stored.crc32c) =>
+                    {
+                        body.extend_from_slice(&stored.bytes)
+                    }
                     _ => {
                         return Err(AwsCallError {
                             code: Some("InvalidPart".into()),
@@ -720,5 +843,90 @@ impl ObjectStore for MemoryBucket {
             Ok(()) => self.with_bucket(|b, _| b.settings.clone()),
             Err(_) => BucketSettings::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_credential_types::Credentials;
+
+    use super::*;
+
+    fn bucket() -> MemoryBucket {
+        let credentials = Credentials::new("AKIAFAKE", "secret", None, None, "test");
+        MemoryStorage::new().with_bucket("b", "us-east-1").open(
+            SharedCredentialsProvider::new(credentials),
+            "b",
+            "us-east-1",
+        )
+    }
+
+    fn wrong(bytes: &'static [u8]) -> Body {
+        Body {
+            bytes: Bytes::from_static(bytes),
+            crc32c: Crc32c(Crc32c::of(bytes).0 ^ 1),
+        }
+    }
+
+    #[test]
+    fn crc32c_is_castagnolis() {
+        // The check value of CRC-32C (iSCSI) and an empty body.
+        assert_eq!(Crc32c::of(b"123456789"), Crc32c(0xE306_9283));
+        assert_eq!(Crc32c::of(b""), Crc32c(0));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_does_not_match_its_checksum_is_refused_as_s3_does() {
+        let bucket = bucket();
+        let put = bucket
+            .put("k", wrong(b"abc"), &WriteOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (put.code.as_deref(), put.http_status),
+            (Some("BadDigest"), Some(400))
+        );
+        let id = bucket
+            .create_upload("k", &WriteOptions::default())
+            .await
+            .unwrap();
+        let part = bucket
+            .upload_part("k", &id, 1, wrong(b"abc"))
+            .await
+            .unwrap_err();
+        assert_eq!(part.code.as_deref(), Some("BadDigest"));
+        assert!(bucket.list_parts("k", &id).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn completing_needs_each_parts_checksum() {
+        let bucket = bucket();
+        let id = bucket
+            .create_upload("k", &WriteOptions::default())
+            .await
+            .unwrap();
+        let part = bucket
+            .upload_part("k", &id, 1, Body::new(&b"only part"[..]))
+            .await
+            .unwrap();
+        assert_eq!(part.crc32c, Some(Crc32c::of(b"only part")));
+        assert_eq!(
+            bucket.list_parts("k", &id).await.unwrap(),
+            vec![part.clone()]
+        );
+        for crc32c in [None, Some(Crc32c(1))] {
+            let named = UploadedPart {
+                crc32c,
+                ..part.clone()
+            };
+            let refused = bucket.complete_upload("k", &id, &[named]).await;
+            assert_eq!(
+                refused.unwrap_err().code.as_deref(),
+                Some("InvalidPart"),
+                "{crc32c:?}"
+            );
+        }
+        bucket.complete_upload("k", &id, &[part]).await.unwrap();
+        assert_eq!(bucket.get("k", None).await.unwrap(), b"only part");
     }
 }

@@ -10,7 +10,7 @@ use crate::domain::setup::checks::{
     self, CHECK_DIR, CheckId, CheckResult, CheckStatus, missing_permission, objects_arn,
 };
 use crate::error::AwsCallError;
-use crate::ports::{ObjectStore, UploadedPart, WriteOptions};
+use crate::ports::{Body, ObjectStore, WriteOptions};
 
 pub(super) const TEST_BODY: &[u8] = b"connector validation test object: safe to delete\n";
 
@@ -204,7 +204,7 @@ impl<'a, B: ObjectStore> CheckRun<'a, B> {
         if options.bucket_owner_full_control {
             headers.push("x-amz-acl: bucket-owner-full-control".into());
         }
-        match self.store.put(key, TEST_BODY.to_vec(), &options).await {
+        match self.store.put(key, Body::new(TEST_BODY), &options).await {
             Ok(_) => {
                 self.written.remember(key);
                 let with = if headers.is_empty() {
@@ -317,19 +317,15 @@ impl<'a, B: ObjectStore> CheckRun<'a, B> {
         key: &str,
         upload_id: &str,
     ) -> Result<(), (&'static str, AwsCallError)> {
-        let e_tag = self
+        let part = self
             .store
-            .upload_part(key, upload_id, 1, TEST_BODY.to_vec())
+            .upload_part(key, upload_id, 1, Body::new(TEST_BODY))
             .await
             .map_err(|e| ("s3:PutObject", e))?;
         self.store
             .list_parts(key, upload_id)
             .await
             .map_err(|e| ("s3:ListMultipartUploadParts", e))?;
-        let part = UploadedPart {
-            part_number: 1,
-            e_tag,
-        };
         self.store
             .complete_upload(key, upload_id, &[part])
             .await
