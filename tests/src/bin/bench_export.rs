@@ -19,11 +19,16 @@ use tokio::task::JoinSet;
 
 use arrow_array::RecordBatch;
 use shared::adapters::lake::DynamoLake;
+use shared::adapters::s3::{S3Bucket, S3Storage};
+use shared::domain::connector::ExportCompression;
 use shared::domain::connector::{DelimitedFormat, Dialect, FileFormat};
+use shared::export::compress::compressor;
 use shared::export::encode::{EncodeError, ParquetCodec, encoder};
 use shared::export::sink::ByteSink;
+use shared::export::upload::{self, UploadError, UploadSettings, UploadedObject};
 use shared::lake::seed::{self, SeedTable};
-use shared::lake::{Lake, LakeError, part_file};
+use shared::lake::{Lake, LakeError, LakePart, part_file};
+use shared::ports::{CustomerStorage, ObjectStore, WriteOptions};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -42,9 +47,9 @@ usage: bench_export <command> [--flag value]...
   seed --tenant T --table NAME --until-mib N [--seed 1]
                                            append sample parts to a lake table until it holds N MiB
   export --tenant T --table NAME --compression none|gzip|zstd --bucket B --prefix P
-         [--part-mib 8] [--in-flight 4] [--batch-rows 8192]
-                                           one export file of the whole table, as a file task
-                                           writes it: lake read -> encoder -> compressor -> upload
+         [--part-mib 8] [--in-flight 4] [--max-file-mib 0] [--delete-after 0] [--read-ahead 0]
+                                           the table as CSV files, each as a file task writes
+                                           it: lake read -> encoder -> compressor -> upload
 ";
 
 /// Why a benchmark step could not run; the script prints it and stops.
@@ -357,6 +362,9 @@ async fn delete_prefix(flags: &Flags) -> Result<Value, BenchError> {
     Ok(json!({ "deleted": deleted }))
 }
 
+/// Rows per batch read from the lake: the engine's `BATCH_ROWS`.
+const ENGINE_BATCH_ROWS: usize = 8192;
+
 /// Rows generated at a time: big enough that generation is not per-row bound, small enough to
 /// stay a few MiB.
 const SEED_BATCH_ROWS: usize = 16 * 1024;
@@ -626,6 +634,213 @@ async fn seed(flags: &Flags) -> Result<Value, BenchError> {
     }))
 }
 
+/// Exports every part of a table through the pieces a file task chains (the engine's
+/// `FilePipeline`): the lake read, the CSV encoder, the compressor and the multipart writer,
+/// which uploads parts from a task on this runtime while the encoder runs on a blocking thread
+/// (docs/architecture.md, "Export"). Parts go into files of at most `--max-file-mib` MiB of lake
+/// bytes (0: one file), written one after the other; with `--delete-after 1` each file is
+/// deleted once complete (outside the measured time), so a large table needs the disk of one
+/// file only. `--read-ahead 1` fetches the next part while one is encoded (the engine reads
+/// them in turn).
+async fn export(flags: &Flags) -> Result<Value, BenchError> {
+    let tenant = flags.text("tenant")?;
+    let table = flags.text("table")?;
+    let compression_name = flags.text("compression")?;
+    let compression: ExportCompression =
+        serde_json::from_value(json!(compression_name)).map_err(|_| {
+            BenchError::Usage(format!(
+                "--compression must be none, gzip or zstd, not '{compression_name}'"
+            ))
+        })?;
+    let bucket = flags.text("bucket")?;
+    let prefix = flags.text("prefix")?;
+    let settings = UploadSettings {
+        first_part_size: (flags.number("part-mib", 8)? * MIB) as usize,
+        parts_in_flight: flags.number("in-flight", 4)?.max(1) as usize,
+    };
+    let max_file_bytes = flags.number("max-file-mib", 0)? * MIB;
+    let delete_after = flags.number("delete-after", 0)? == 1;
+    let read_ahead = flags.number("read-ahead", 0)? == 1;
+
+    let sdk = sdk_config().await;
+    let lake = Arc::new(open_lake().await?);
+    let parts = lake
+        .parts_after(&tenant, &table, None)
+        .await
+        .map_err(lake_error("listing the lake table"))?;
+    if parts.is_empty() {
+        return Err(BenchError::Failed(format!(
+            "lake table {table} of {tenant} has no parts; seed it first"
+        )));
+    }
+    let lake_bytes: u64 = parts.iter().map(|p| p.bytes).sum();
+    let credentials = sdk.credentials_provider().ok_or_else(|| {
+        BenchError::Usage("no AWS credentials in the environment (AWS_ACCESS_KEY_ID)".into())
+    })?;
+    let region = sdk
+        .region()
+        .map_or("us-east-1".to_owned(), |r| r.to_string());
+    let store = Arc::new(S3Storage::new(&sdk).open(credentials, &bucket, &region));
+
+    let mut files: Vec<Vec<LakePart>> = vec![Vec::new()];
+    let mut file_bytes = 0u64;
+    for part in parts.iter().cloned() {
+        let current_is_full = max_file_bytes > 0 && file_bytes + part.bytes > max_file_bytes;
+        if current_is_full && files.last().is_some_and(|f| !f.is_empty()) {
+            files.push(Vec::new());
+            file_bytes = 0;
+        }
+        file_bytes += part.bytes;
+        if let Some(file) = files.last_mut() {
+            file.push(part);
+        }
+    }
+
+    let csv_bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (mut rows, mut bytes, mut upload_parts, mut seconds) = (0u64, 0u64, 0u64, 0f64);
+    let mut keys = Vec::new();
+    let file_count = files.len();
+    for (index, file_parts) in files.into_iter().enumerate() {
+        let member = if file_count == 1 {
+            format!("{table}.csv")
+        } else {
+            format!("{table}_{}.csv", index + 1)
+        };
+        let key = format!("{prefix}{member}{}", compression.extension_suffix());
+        let job = FileJob {
+            lake: lake.clone(),
+            parts: file_parts,
+            compression,
+            member,
+            read_ahead,
+            csv_bytes: csv_bytes.clone(),
+        };
+        let started = Instant::now();
+        let (file_rows, uploaded) = job.write(store.clone(), key.clone(), settings).await?;
+        seconds += started.elapsed().as_secs_f64();
+        rows += file_rows;
+        bytes += uploaded.bytes;
+        upload_parts += u64::from(uploaded.parts);
+        if delete_after {
+            store
+                .delete(&key)
+                .await
+                .map_err(|e| BenchError::Failed(format!("deleting {key}: {e}")))?;
+        } else {
+            keys.push(key);
+        }
+    }
+    Ok(json!({
+        "path": "file task: lake read -> CSV encoder -> compressor -> multipart writer \
+                 (as the engine's FilePipeline)",
+        "read_ahead": read_ahead,
+        "keys": keys,
+        "files": file_count,
+        "rows": rows,
+        "lake_bytes": lake_bytes,
+        "lake_parts": parts.len(),
+        "csv_bytes": csv_bytes.load(std::sync::atomic::Ordering::Relaxed),
+        "bytes": bytes,
+        "upload_parts": upload_parts,
+        "seconds": seconds,
+        "mb_s": mb_per_s(bytes, seconds),
+    }))
+}
+
+/// One export file's inputs.
+struct FileJob {
+    lake: Arc<DynamoLake>,
+    parts: Vec<LakePart>,
+    compression: ExportCompression,
+    member: String,
+    read_ahead: bool,
+    /// CSV bytes before compression, added up over the files.
+    csv_bytes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FileJob {
+    async fn write(
+        self,
+        store: Arc<S3Bucket>,
+        key: String,
+        settings: UploadSettings,
+    ) -> Result<(u64, UploadedObject), BenchError> {
+        let runtime = tokio::runtime::Handle::current();
+        let options = WriteOptions {
+            content_type: Some("text/csv".into()),
+            ..WriteOptions::default()
+        };
+        let (writer, upload) = upload::start(store, key.clone(), options, settings, &runtime);
+        let encoded = tokio::task::spawn_blocking(move || self.encode(Box::new(writer), runtime))
+            .await
+            .map_err(|e| BenchError::Failed(format!("the encoding thread failed: {e}")))?;
+        let uploaded = upload.await;
+        match (encoded, uploaded) {
+            (Ok(rows), Ok(object)) => Ok((rows, object)),
+            // The upload's own error explains a broken pipe on the encoding side.
+            (_, Err(e)) if !matches!(e, UploadError::Abandoned) => {
+                Err(BenchError::Failed(format!("uploading {key}: {e}")))
+            }
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(BenchError::Failed(format!("uploading {key}: {e}"))),
+        }
+    }
+
+    /// The blocking half: rows written.
+    fn encode(
+        self,
+        writer: Box<dyn ByteSink>,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<u64, BenchError> {
+        let compressed = compressor(
+            self.compression,
+            &self.member,
+            &std::env::temp_dir(),
+            writer,
+        )
+        .map_err(io_error("starting the compressor"))?;
+        let sink = CountingSink {
+            inner: compressed,
+            bytes: self.csv_bytes.clone(),
+        };
+        let encode_error = |e: EncodeError| BenchError::Failed(format!("encoding CSV: {e}"));
+        let schema = match self.parts.first() {
+            Some(part) => part.schema.clone(),
+            None => return Err(BenchError::Failed("a file without lake parts".into())),
+        };
+        let mut encoder = encoder(&csv_format(), ParquetCodec::Snappy, schema, Box::new(sink))
+            .map_err(encode_error)?;
+        let fetch = |part: &LakePart| {
+            let (lake, part) = (self.lake.clone(), part.clone());
+            runtime.spawn(async move { lake.read_part(&part, ENGINE_BATCH_ROWS).await })
+        };
+        let mut ahead = if self.read_ahead {
+            self.parts.first().map(fetch)
+        } else {
+            None
+        };
+        for (index, part) in self.parts.iter().enumerate() {
+            let batches = match ahead.take() {
+                Some(fetched) => runtime
+                    .block_on(fetched)
+                    .map_err(|e| BenchError::Failed(format!("a lake read failed: {e}")))?,
+                None => runtime.block_on(self.lake.read_part(part, ENGINE_BATCH_ROWS)),
+            }
+            .map_err(lake_error("reading a lake part"))?;
+            if self.read_ahead {
+                ahead = self.parts.get(index + 1).map(fetch);
+            }
+            for batch in batches {
+                let batch = batch.map_err(lake_error("decoding a lake part"))?;
+                encoder.write_batch(&batch).map_err(encode_error)?;
+            }
+        }
+        let rows = encoder.rows();
+        encoder.finish().map_err(encode_error)?;
+        Ok(rows)
+    }
+}
+
 async fn run(command: &str, flags: &Flags) -> Result<Value, BenchError> {
     match command {
         "create-catalog" => create_catalog(flags).await,
@@ -636,6 +851,7 @@ async fn run(command: &str, flags: &Flags) -> Result<Value, BenchError> {
         "write-parquet" => write_parquet(flags),
         "convert" => convert(flags),
         "seed" => seed(flags).await,
+        "export" => export(flags).await,
         other => Err(BenchError::Usage(format!("unknown command '{other}'"))),
     }
 }
