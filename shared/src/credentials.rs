@@ -557,5 +557,27 @@ where
     }
 }
 
+/// The broker the functions use: AWS STS and Secrets Manager, our principal, token source and
+/// own resources from the settings (built once per cold start).
+#[cfg(all(feature = "sts", feature = "secrets-manager"))]
+pub fn aws_broker(
+    sdk: &aws_config::SdkConfig,
+    settings: &crate::config::Settings,
+) -> CredentialBroker<
+    crate::adapters::sts::StsTokens,
+    crate::adapters::secrets_manager::SecretsManagerStore,
+> {
+    CredentialBroker::new(
+        crate::adapters::sts::StsTokens::new(sdk),
+        crate::adapters::secrets_manager::SecretsManagerStore::new(crate::aws::secrets_client(sdk)),
+        settings.platform.principal_arn.clone(),
+        TokenSource::from_settings(
+            settings.web_identity_token_command.as_deref(),
+            settings.web_identity_token_file.as_deref(),
+        ),
+        settings.own.clone(),
+    )
+}
+
 #[cfg(test)]
 mod tests;

@@ -7,10 +7,8 @@ use shared::adapters::runs::DynamoRunStore;
 use shared::adapters::s3::S3Storage;
 use shared::adapters::secrets_manager::SecretsManagerStore;
 use shared::adapters::sqs::SqsRunQueue;
-use shared::adapters::sts::StsTokens;
 use shared::config::Settings;
 use shared::connectors::ConnectorService;
-use shared::credentials::{CredentialBroker, TokenSource};
 use shared::validation::Validator;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,16 +36,7 @@ async fn main() -> Result<(), Error> {
         settings.platform.clone(),
         settings.own.clone(),
     );
-    let broker = CredentialBroker::new(
-        StsTokens::new(&sdk),
-        SecretsManagerStore::new(shared::aws::secrets_client(&sdk)),
-        settings.platform.principal_arn.clone(),
-        TokenSource::from_settings(
-            settings.web_identity_token_command.as_deref(),
-            settings.web_identity_token_file.as_deref(),
-        ),
-        settings.own.clone(),
-    );
+    let broker = shared::credentials::aws_broker(&sdk, &settings);
     let validator = Validator::new(
         Arc::new(broker),
         S3Storage::new(&sdk),

@@ -10,10 +10,7 @@ use shared::adapters::dynamodb::DynamoConnectorStore;
 use shared::adapters::lake::DynamoLake;
 use shared::adapters::runs::DynamoRunStore;
 use shared::adapters::s3::S3Storage;
-use shared::adapters::secrets_manager::SecretsManagerStore;
-use shared::adapters::sts::StsTokens;
 use shared::config::Settings;
-use shared::credentials::{CredentialBroker, TokenSource};
 use shared::export::engine::{ExportEngine, ExportSettings};
 use shared::export::upload::UploadSettings;
 
@@ -26,16 +23,7 @@ async fn main() -> Result<(), Error> {
     let sdk = shared::aws::load_sdk_config().await;
     let dynamodb = shared::aws::dynamodb_client(&sdk);
     let connectors = DynamoConnectorStore::new(dynamodb.clone(), &settings.connectors_table);
-    let broker = CredentialBroker::new(
-        StsTokens::new(&sdk),
-        SecretsManagerStore::new(shared::aws::secrets_client(&sdk)),
-        settings.platform.principal_arn.clone(),
-        TokenSource::from_settings(
-            settings.web_identity_token_command.as_deref(),
-            settings.web_identity_token_file.as_deref(),
-        ),
-        settings.own.clone(),
-    );
+    let broker = shared::credentials::aws_broker(&sdk, &settings);
     let lake = DynamoLake::new(
         shared::aws::s3_client(&sdk),
         dynamodb.clone(),
