@@ -675,7 +675,13 @@ fn not_runnable(connector: &Connector) -> Option<RunError> {
     (connector.status != ConnectorStatus::Active).then(|| {
         run_error(
             "not_active",
-            format!("the connector is {:?}, not active", connector.status).to_lowercase(),
+            format!(
+                "the connector is {}, not active",
+                serde_json::to_value(connector.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
             format!(
                 "validate it (POST /connectors/{}/validate) and fix what the checks report",
                 connector.connector_id

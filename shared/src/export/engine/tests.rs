@@ -464,5 +464,9 @@ async fn a_connector_that_is_not_active_does_not_run() {
     let w = world_with(connector);
     let error = w.run().await.unwrap().unwrap().error.unwrap();
     assert_eq!(error.reason, "not_active");
+    assert_eq!(
+        error.message,
+        "the connector is pending_validation, not active"
+    );
     assert!(error.remediation.contains("/validate"));
 }
