@@ -248,6 +248,21 @@ where
             }
         }
 
+        // Each planned table's parts, listed once for all its files: from the part at the
+        // watermark (whose columns an empty file takes) to the newest.
+        let mut listed = std::collections::HashMap::new();
+        for table in &plan.tables {
+            let parts = self
+                .lake
+                .parts_after(
+                    &connector.tenant_id,
+                    &table.table,
+                    table.after_seq.and_then(|s| s.checked_sub(1)),
+                )
+                .await?;
+            listed.insert(table.table.as_str(), parts);
+        }
+
         let mut manifest_files = Vec::new();
         for task in &plan.files {
             let table = plan
@@ -255,9 +270,12 @@ where
                 .iter()
                 .find(|t| t.table == task.table)
                 .expect("every file task's table is planned");
-            let (parts, projection) = self
-                .file_inputs(connector, task, table.columns.as_deref(), table.after_seq)
-                .await?;
+            let (parts, projection) = file_inputs(
+                connector,
+                task,
+                table.columns.as_deref(),
+                &listed[task.table.as_str()],
+            )?;
             let written = match run.files.iter().find(|f| f.key == task.key) {
                 Some(done) => done.clone(),
                 None => {
@@ -463,56 +481,6 @@ where
         })
     }
 
-    /// The lake parts of one file task and the columns it writes.
-    async fn file_inputs(
-        &self,
-        connector: &Connector,
-        task: &FileTask,
-        columns: Option<&[String]>,
-        after_seq: Option<u64>,
-    ) -> Result<(Vec<LakePart>, Projection), Stop> {
-        let options = connector.export_options().expect("an export connector");
-        let tenant = &connector.tenant_id;
-        let parts: Vec<LakePart> = match task.parts {
-            Some((first, last)) => self
-                .lake
-                .parts_after(tenant, &task.table, first.checked_sub(1))
-                .await?
-                .into_iter()
-                .take_while(|p| p.seq <= last)
-                .collect(),
-            None => Vec::new(),
-        };
-        // An empty file still has the table's columns: those of its newest part.
-        let schema = match parts.first() {
-            Some(part) => part.schema.clone(),
-            None => {
-                let newest = self
-                    .lake
-                    .parts_after(
-                        tenant,
-                        &task.table,
-                        after_seq.and_then(|s| s.checked_sub(1)),
-                    )
-                    .await?
-                    .into_iter()
-                    .next();
-                match newest {
-                    Some(part) => part.schema,
-                    None => Arc::new(Schema::new(
-                        columns
-                            .unwrap_or_default()
-                            .iter()
-                            .map(|c| Field::new(c, DataType::Utf8, true))
-                            .collect::<Vec<_>>(),
-                    )),
-                }
-            }
-        };
-        let projection = Projection::new(&schema, columns, options, connector)?;
-        Ok((parts, projection))
-    }
-
     async fn write_file(
         &self,
         connector: &Connector,
@@ -651,6 +619,37 @@ where
             .map(|_| ())
             .map_err(|e| bucket_failure(connector, e, "s3:PutObject", &format!("writing {key}")))
     }
+}
+
+/// The lake parts of one file task (out of its table's `listed` parts) and the columns it
+/// writes. An empty file still has the table's columns: those of the part at the watermark.
+fn file_inputs(
+    connector: &Connector,
+    task: &FileTask,
+    columns: Option<&[String]>,
+    listed: &[LakePart],
+) -> Result<(Vec<LakePart>, Projection), Stop> {
+    let options = connector.export_options().expect("an export connector");
+    let parts: Vec<LakePart> = match task.parts {
+        Some((first, last)) => listed
+            .iter()
+            .filter(|p| (first..=last).contains(&p.seq))
+            .cloned()
+            .collect(),
+        None => Vec::new(),
+    };
+    let schema = match parts.first().or(listed.first()) {
+        Some(part) => part.schema.clone(),
+        None => Arc::new(Schema::new(
+            columns
+                .unwrap_or_default()
+                .iter()
+                .map(|c| Field::new(c, DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        )),
+    };
+    let projection = Projection::new(&schema, columns, options, connector)?;
+    Ok((parts, projection))
 }
 
 /// A connector that must not run, and why.

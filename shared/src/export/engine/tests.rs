@@ -470,3 +470,19 @@ async fn a_connector_that_is_not_active_does_not_run() {
     );
     assert!(error.remediation.contains("/validate"));
 }
+
+#[tokio::test]
+async fn an_empty_file_has_the_tables_columns_when_nothing_is_new() {
+    let w = world(
+        json!({"tables": [{"name": "stores", "columns": ["store_id", "city"]}], "empty_export": "empty_file", "compression": "none"}),
+    );
+    w.append(SeedTable::Stores, 0, 5);
+    let first = w.run().await.unwrap().unwrap();
+    assert_eq!(first.files[0].rows, 5);
+    let second = w.run().await.unwrap().unwrap();
+    assert_eq!(second.status, RunStatus::Succeeded, "{:?}", second.error);
+    assert_eq!(second.files.len(), 1);
+    assert_eq!(second.files[0].rows, 0);
+    let text = String::from_utf8(w.object(&second.files[0].key)).unwrap();
+    assert_eq!(text, "store_id,city\n", "only the header");
+}
