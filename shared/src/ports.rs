@@ -411,3 +411,12 @@ pub trait RunQueue: Send + Sync {
         message: &RunMessage,
     ) -> impl Future<Output = Result<(), AwsCallError>> + Send;
 }
+
+/// The runs table's in-flight markers: at most one unfinished run per connector (scheduled or
+/// manual) and a cap of unfinished runs per tenant. A run holds its markers from its claim
+/// until it finishes; the engine releases them with the run's final state.
+pub trait RunClaims: Send + Sync {
+    /// Releases the markers `run` holds (its connector's, and its place in its tenant's
+    /// count); markers held by another run are left alone, and releasing twice is a no-op.
+    fn release(&self, run: &Run) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -150,8 +150,18 @@ pub struct Run {
     pub files: Vec<WrittenFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RunError>,
+    /// The schedule slot a scheduled run was claimed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<DateTime<Utc>>,
+    /// Earlier slots that passed unclaimed (the service was down): this run covers them too.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub missed_slots: u32,
     /// Epoch seconds after which DynamoDB's TTL removes the record.
     pub expires_at: i64,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// How long run records are kept.
@@ -177,6 +187,8 @@ impl Run {
             plan: None,
             files: Vec::new(),
             error: None,
+            slot: None,
+            missed_slots: 0,
             expires_at: (now + chrono::Duration::days(RUN_RETENTION_DAYS)).timestamp(),
         }
     }
