@@ -4,9 +4,9 @@
 //! `storage` and `sts` fake the customer's bucket and AWS STS, `lake` the platform's tables,
 //! `runs` the runs table and the export queue, `claims` its in-flight markers.
 
+pub mod claims;
 #[cfg(feature = "lake")]
 pub mod lake;
-pub mod claims;
 pub mod runs;
 pub mod storage;
 pub mod sts;

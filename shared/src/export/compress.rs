@@ -76,6 +76,11 @@ impl ByteSink for GzipSink {
     fn finish(self: Box<Self>) -> io::Result<()> {
         self.encoder.finish()?.finish()
     }
+
+    /// The member ends here; a continuation starts the next one.
+    fn pause(self: Box<Self>) -> io::Result<()> {
+        self.encoder.finish()?.pause()
+    }
 }
 
 struct ZstdSink {
@@ -104,6 +109,11 @@ impl Write for ZstdSink {
 impl ByteSink for ZstdSink {
     fn finish(self: Box<Self>) -> io::Result<()> {
         self.encoder.finish()?.finish()
+    }
+
+    /// The frame ends here; a continuation starts the next one.
+    fn pause(self: Box<Self>) -> io::Result<()> {
+        self.encoder.finish()?.pause()
     }
 }
 

@@ -5,5 +5,6 @@ pub mod compress;
 pub mod encode;
 pub mod engine;
 pub mod pgp;
+pub mod resumable_sha256;
 pub mod sink;
 pub mod upload;

@@ -9,6 +9,17 @@ use std::io::{self, Write};
 /// completed (the multipart writer aborts its upload).
 pub trait ByteSink: Write + Send {
     fn finish(self: Box<Self>) -> io::Result<()>;
+
+    /// Ends the file for now so that a later invocation can append to it (docs/architecture.md,
+    /// "Resuming past the deadline"): a compressor ends its gzip member or zstd frame (readers
+    /// accept concatenated ones), the multipart writer uploads what it holds and leaves the
+    /// upload open. Formats that cannot be continued (zip, tar, OpenPGP) refuse.
+    fn pause(self: Box<Self>) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this layer's format cannot be continued by a later invocation",
+        ))
+    }
 }
 
 /// Collects bytes in memory: for tests, and for small objects such as the manifest.
@@ -16,6 +27,7 @@ pub trait ByteSink: Write + Send {
 pub struct MemorySink {
     pub bytes: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     pub finished: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl MemorySink {
@@ -43,6 +55,11 @@ impl ByteSink for MemorySink {
     fn finish(self: Box<Self>) -> io::Result<()> {
         self.finished
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn pause(self: Box<Self>) -> io::Result<()> {
+        self.paused.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 }

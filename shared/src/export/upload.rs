@@ -8,23 +8,30 @@
 //! file's size. The writer waits for a permit (back-pressure) rather than run ahead of the
 //! network. An object that fits in one part is one PutObject. Every body carries its CRC32C;
 //! see docs/architecture.md, "Export".
+//!
+//! An upload can also pause: the writer uploads what it holds as one more part (at least
+//! S3's 5 MiB, so that it may stay a middle part), the upload stays open, and its
+//! [`UploadState`] (upload id, parts with their checksums, size, the SHA-256 state) lets a later
+//! invocation continue it with [`start_from`] ("Resuming past the deadline").
 
 use std::future::Future;
 use std::io::{self, Write};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
+use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::error::AwsCallError;
+use crate::export::resumable_sha256::ResumableSha256;
 use crate::export::sink::ByteSink;
-use crate::ports::{Body, ObjectStore, UploadedPart, WriteOptions};
+use crate::ports::{Body, Crc32c, ObjectStore, UploadedPart, WriteOptions};
 
 const MIB: usize = 1024 * 1024;
 /// S3's smallest part (every part but the last).
@@ -83,6 +90,64 @@ pub struct UploadedObject {
     pub parts: u32,
 }
 
+/// An open multipart upload between two invocations: enough to continue it, and to finish the
+/// object's SHA-256 without reading back what was uploaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadState {
+    pub upload_id: String,
+    /// Parts uploaded, in order.
+    pub parts: Vec<SavedPart>,
+    /// Bytes in those parts.
+    pub bytes: u64,
+    pub sha256: ResumableSha256,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedPart {
+    pub number: u32,
+    pub etag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<u32>,
+}
+
+impl UploadState {
+    fn next_part(&self) -> u32 {
+        self.parts.last().map_or(1, |p| p.number + 1)
+    }
+}
+
+/// How an upload ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadOutcome {
+    Completed(UploadedObject),
+    /// Left open at a part boundary, to be continued.
+    Paused(UploadState),
+}
+
+/// Lets the code above the writer pause at a part boundary: [`PauseControl::hold`] stops the
+/// writer from handing over full parts, so what it holds grows until
+/// [`PauseControl::can_pause`]; then finishing the byte stack with `pause` uploads it as the
+/// last part so far.
+#[derive(Debug, Clone, Default)]
+pub struct PauseControl(Arc<PauseShared>);
+
+#[derive(Debug, Default)]
+struct PauseShared {
+    hold: AtomicBool,
+    buffered: AtomicUsize,
+}
+
+impl PauseControl {
+    pub fn hold(&self) {
+        self.0.hold.store(true, Ordering::SeqCst);
+    }
+
+    /// The writer holds enough for a middle part.
+    pub fn can_pause(&self) -> bool {
+        self.0.buffered.load(Ordering::SeqCst) >= MIN_PART_SIZE
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
     /// S3 refused a call (after retries when the error was retryable); the upload was aborted.
@@ -111,26 +176,56 @@ pub fn start<S: ObjectStore + 'static>(
     settings: UploadSettings,
     runtime: &Handle,
 ) -> (MultipartWriter, UploadTask) {
+    start_from(store, key, options, settings, runtime, None)
+}
+
+/// [`start`], or with `resume` the continuation of a paused upload: the writer's first byte
+/// follows the last uploaded one.
+pub fn start_from<S: ObjectStore + 'static>(
+    store: Arc<S>,
+    key: String,
+    options: WriteOptions,
+    settings: UploadSettings,
+    runtime: &Handle,
+    resume: Option<UploadState>,
+) -> (MultipartWriter, UploadTask) {
     let parts_in_flight = settings.parts_in_flight.max(1);
     let permits = Arc::new(Semaphore::new(parts_in_flight));
     // Every part in the channel holds a permit, so it never fills: room for them all and the
     // closing message.
     let (handoff, received) = mpsc::channel(parts_in_flight + 1);
     let (to_hasher, hashed) = std::sync::mpsc::channel::<(Bytes, Permit)>();
+    let (first_part, bytes, mut sha256, upload_id, uploaded) = match resume {
+        None => (1, 0, ResumableSha256::default(), None, Vec::new()),
+        Some(state) => (
+            state.next_part(),
+            state.bytes,
+            state.sha256.clone(),
+            Some(state.upload_id.clone()),
+            state
+                .parts
+                .iter()
+                .map(|p| UploadedPart {
+                    part_number: i32::try_from(p.number).unwrap_or(i32::MAX),
+                    e_tag: p.etag.clone(),
+                    crc32c: p.crc32c.map(Crc32c),
+                })
+                .collect(),
+        ),
+    };
     let sha256 = runtime.spawn_blocking(move || {
-        let mut sha256 = Sha256::new();
         for (bytes, _permit) in hashed {
             sha256.update(&bytes);
         }
-        hex(&sha256.finalize())
+        sha256
     });
     let upload = Upload {
         store,
         key: key.clone(),
         options,
-        upload_id: None,
+        upload_id,
         in_flight: JoinSet::new(),
-        uploaded: Vec::new(),
+        uploaded,
     };
     let handle = runtime.spawn(upload.run(received, sha256, permits.clone()));
     let first_part_size = settings.first_part_size.clamp(MIN_PART_SIZE, MAX_PART_SIZE);
@@ -139,11 +234,12 @@ pub fn start<S: ObjectStore + 'static>(
         runtime: runtime.clone(),
         first_part_size,
         buffer: Vec::with_capacity(first_part_size),
-        part_number: 1,
-        bytes: 0,
+        part_number: first_part,
+        bytes,
         permits,
         handoff,
         to_hasher: Some(to_hasher),
+        pause: PauseControl::default(),
     };
     (writer, UploadTask { handle })
 }
@@ -160,6 +256,13 @@ enum Handoff {
     },
     /// The last part (possibly empty when it is the only one) and the file's size.
     Last {
+        number: u32,
+        body: Body,
+        permit: Permit,
+        bytes: u64,
+    },
+    /// The last part before a pause (at least [`MIN_PART_SIZE`]) and the size so far.
+    Pause {
         number: u32,
         body: Body,
         permit: Permit,
@@ -182,9 +285,14 @@ pub struct MultipartWriter {
     handoff: mpsc::Sender<Handoff>,
     /// Dropped by `finish`, which ends the hashing.
     to_hasher: Option<std::sync::mpsc::Sender<(Bytes, Permit)>>,
+    pause: PauseControl,
 }
 
 impl MultipartWriter {
+    pub fn pause_control(&self) -> PauseControl {
+        self.pause.clone()
+    }
+
     /// The error of every write after the upload failed; the task has the cause.
     fn failed(&self) -> io::Error {
         io::Error::new(
@@ -250,7 +358,13 @@ impl Write for MultipartWriter {
         }
         let mut rest = buf;
         while !rest.is_empty() {
-            let size = part_size(self.part_number, self.first_part_size);
+            let held = self.pause.0.hold.load(Ordering::Relaxed);
+            // While held (a pause is coming) the part grows past its size, within S3's.
+            let size = if held {
+                MAX_PART_SIZE
+            } else {
+                part_size(self.part_number, self.first_part_size)
+            };
             // A full part goes only once more bytes come, so that a file of exactly one
             // part is still one PutObject and a last part is never empty.
             if self.buffer.len() >= size {
@@ -262,6 +376,10 @@ impl Write for MultipartWriter {
             self.bytes += taken.len() as u64;
             rest = left;
         }
+        self.pause
+            .0
+            .buffered
+            .store(self.buffer.len(), Ordering::Relaxed);
         Ok(buf.len())
     }
 
@@ -295,8 +413,38 @@ impl ByteSink for MultipartWriter {
             .blocking_send(last)
             .map_err(|_closed| self.failed())
     }
+
+    /// Uploads what the writer holds as one more part and leaves the upload open; the upload
+    /// task's outcome is [`UploadOutcome::Paused`]. Refused below S3's smallest middle part.
+    fn pause(mut self: Box<Self>) -> io::Result<()> {
+        if self.permits.is_closed() {
+            return Err(self.failed());
+        }
+        if self.buffer.len() < MIN_PART_SIZE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a pause needs at least {MIN_PART_SIZE} bytes held, not {}",
+                    self.buffer.len()
+                ),
+            ));
+        }
+        let permit = self.permit()?;
+        let body = self.take_part(&permit, 0)?;
+        self.to_hasher = None;
+        let pause = Handoff::Pause {
+            number: self.part_number,
+            body,
+            permit,
+            bytes: self.bytes,
+        };
+        self.handoff
+            .blocking_send(pause)
+            .map_err(|_closed| self.failed())
+    }
 }
 
+#[cfg(test)]
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::new(), |mut text, b| {
@@ -305,18 +453,32 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// The upload's outcome: await it after finishing the writer.
+/// The upload's outcome: await it after finishing the writer (or [`UploadTask::outcome`]
+/// after finishing or pausing it).
 pub struct UploadTask {
-    handle: JoinHandle<Result<UploadedObject, UploadError>>,
+    handle: JoinHandle<Result<UploadOutcome, UploadError>>,
+}
+
+impl UploadTask {
+    pub async fn outcome(self) -> Result<UploadOutcome, UploadError> {
+        self.handle
+            .await
+            .unwrap_or_else(|e| Err(UploadError::Interrupted(e.to_string())))
+    }
 }
 
 impl Future for UploadTask {
     type Output = Result<UploadedObject, UploadError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.handle)
-            .poll(cx)
-            .map(|joined| joined.unwrap_or_else(|e| Err(UploadError::Interrupted(e.to_string()))))
+        Pin::new(&mut self.handle).poll(cx).map(|joined| {
+            match joined.unwrap_or_else(|e| Err(UploadError::Interrupted(e.to_string())))? {
+                UploadOutcome::Completed(object) => Ok(object),
+                UploadOutcome::Paused(_) => Err(UploadError::Interrupted(
+                    "the upload paused; await its outcome() instead".into(),
+                )),
+            }
+        })
     }
 }
 
@@ -335,9 +497,9 @@ impl<S: ObjectStore + 'static> Upload<S> {
     async fn run(
         mut self,
         mut handoff: mpsc::Receiver<Handoff>,
-        sha256: JoinHandle<String>,
+        sha256: JoinHandle<ResumableSha256>,
         permits: Arc<Semaphore>,
-    ) -> Result<UploadedObject, UploadError> {
+    ) -> Result<UploadOutcome, UploadError> {
         let outcome = self.drive(&mut handoff, sha256).await;
         if outcome.is_err() {
             // The writer's next write, finish or wait for a permit fails at once.
@@ -351,8 +513,8 @@ impl<S: ObjectStore + 'static> Upload<S> {
     async fn drive(
         &mut self,
         handoff: &mut mpsc::Receiver<Handoff>,
-        sha256: JoinHandle<String>,
-    ) -> Result<UploadedObject, UploadError> {
+        sha256: JoinHandle<ResumableSha256>,
+    ) -> Result<UploadOutcome, UploadError> {
         loop {
             tokio::select! {
                 // A failed part ends the upload at once, even while the writer fills the next.
@@ -370,12 +532,38 @@ impl<S: ObjectStore + 'static> Upload<S> {
                         let sha256 = sha256
                             .await
                             .map_err(|e| UploadError::Interrupted(e.to_string()))?;
-                        return Ok(UploadedObject {
+                        return Ok(UploadOutcome::Completed(UploadedObject {
                             key: self.key.clone(),
                             bytes,
-                            sha256,
+                            sha256: sha256.finish_hex(),
                             parts,
-                        });
+                        }));
+                    }
+                    Some(Handoff::Pause { number, body, permit, bytes }) => {
+                        self.send_part(number, body, permit).await?;
+                        while let Some(joined) = self.in_flight.join_next().await {
+                            self.uploaded.push(part_outcome(joined)?);
+                        }
+                        self.uploaded.sort_by_key(|p| p.part_number);
+                        let sha256 = sha256
+                            .await
+                            .map_err(|e| UploadError::Interrupted(e.to_string()))?;
+                        let state = UploadState {
+                            // Kept open on purpose: not aborted when this task ends.
+                            upload_id: self.upload_id.take().unwrap_or_default(),
+                            parts: self
+                                .uploaded
+                                .iter()
+                                .map(|p| SavedPart {
+                                    number: u32::try_from(p.part_number).unwrap_or_default(),
+                                    etag: p.e_tag.clone(),
+                                    crc32c: p.crc32c.map(|c| c.0),
+                                })
+                                .collect(),
+                            bytes,
+                            sha256,
+                        };
+                        return Ok(UploadOutcome::Paused(state));
                     }
                 },
             }
@@ -425,7 +613,13 @@ impl<S: ObjectStore + 'static> Upload<S> {
             drop(permit);
             return Ok(1);
         }
-        self.send_part(number, body, permit).await?;
+        // A continued upload whose pause fell on its last byte has no last part to send.
+        let nothing_after_a_pause = body.bytes.is_empty() && number > 1;
+        if nothing_after_a_pause {
+            drop(permit);
+        } else {
+            self.send_part(number, body, permit).await?;
+        }
         while let Some(joined) = self.in_flight.join_next().await {
             self.uploaded.push(part_outcome(joined)?);
         }
@@ -437,7 +631,7 @@ impl<S: ObjectStore + 'static> Upload<S> {
         })
         .await?;
         self.upload_id = None;
-        Ok(number)
+        Ok(self.uploaded.len() as u32)
     }
 
     /// Stops the parts in flight, then aborts the upload, so that no part lands after the abort
@@ -799,6 +993,111 @@ mod tests {
             let object = &storage.bucket(BUCKET).unwrap().objects[KEY];
             assert!(object.body == *data, "{parts_in_flight} in flight");
         }
+    }
+
+    /// Writes `data` with the writer held from the start, then pauses (or, when the writer
+    /// refuses, reports the refusal).
+    async fn write_and_pause(writer: MultipartWriter, data: Arc<Vec<u8>>) -> io::Result<()> {
+        on_blocking_thread(move || {
+            let control = writer.pause_control();
+            control.hold();
+            let mut writer = Box::new(writer);
+            for piece in data.chunks(1 << 20) {
+                writer.write_all(piece)?;
+            }
+            assert_eq!(control.can_pause(), data.len() >= MIN_PART_SIZE);
+            writer.pause()
+        })
+        .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_upload_continued_twice_is_the_same_object_as_one_written_at_once() {
+        // Held writers let the part grow past the part size (9 MiB > 5 MiB) until the pause.
+        let (storage, bucket) = storage();
+        let whole = data(9 * MIB + 6 * MIB + 1_234);
+        let pieces = [
+            &whole[..9 * MIB],
+            &whole[9 * MIB..15 * MIB],
+            &whole[15 * MIB..],
+        ];
+        let mut state = None;
+        for (i, piece) in pieces.iter().enumerate() {
+            let (writer, task) = start_from(
+                bucket.clone(),
+                KEY.into(),
+                options(),
+                settings(2),
+                &Handle::current(),
+                state.take(),
+            );
+            let piece = Arc::new(piece.to_vec());
+            if i < 2 {
+                write_and_pause(writer, piece).await.unwrap();
+                let UploadOutcome::Paused(paused) = task.outcome().await.unwrap() else {
+                    panic!("piece {i} paused");
+                };
+                assert_eq!(paused.parts.len(), i + 1);
+                assert_eq!(paused.parts[i].number, i as u32 + 1);
+                assert!(paused.parts.iter().all(|p| p.crc32c.is_some()));
+                // The upload stays open between invocations, and its state survives JSON.
+                assert_eq!(bucket.list_uploads("").await.unwrap().len(), 1);
+                let json = serde_json::to_string(&paused).unwrap();
+                state = Some(serde_json::from_str(&json).unwrap());
+            } else {
+                write(writer, piece, 65_536, End::Finish).await.unwrap();
+                let object = task.await.unwrap();
+                assert_eq!(
+                    object,
+                    UploadedObject {
+                        key: KEY.into(),
+                        bytes: whole.len() as u64,
+                        sha256: sha256_hex(&whole),
+                        parts: 3,
+                    }
+                );
+            }
+        }
+        assert_eq!(storage.bucket(BUCKET).unwrap().objects[KEY].body, *whole);
+        assert!(bucket.list_uploads("").await.unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_continuation_with_nothing_left_to_write_completes_the_paused_parts() {
+        let (storage, bucket) = storage();
+        let whole = data(6 * MIB);
+        let (writer, task) = upload(&bucket, settings(4));
+        write_and_pause(writer, whole.clone()).await.unwrap();
+        let UploadOutcome::Paused(paused) = task.outcome().await.unwrap() else {
+            panic!("paused");
+        };
+        let (writer, task) = start_from(
+            bucket.clone(),
+            KEY.into(),
+            options(),
+            settings(4),
+            &Handle::current(),
+            Some(paused),
+        );
+        write(writer, Arc::new(Vec::new()), 1, End::Finish)
+            .await
+            .unwrap();
+        let object = task.await.unwrap();
+        assert_eq!((object.bytes, object.parts), (6 * MIB as u64, 1));
+        assert_eq!(object.sha256, sha256_hex(&whole));
+        assert_eq!(storage.bucket(BUCKET).unwrap().objects[KEY].body, *whole);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_below_s3s_smallest_middle_part_is_refused_and_the_upload_aborted() {
+        let (storage, bucket) = storage();
+        let (writer, task) = upload(&bucket, settings(4));
+        let error = write_and_pause(writer, data(MIN_PART_SIZE - 1))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        assert!(matches!(task.outcome().await, Err(UploadError::Abandoned)));
+        assert_nothing_left(&storage, &bucket).await;
     }
 
     #[tokio::test(start_paused = true)]

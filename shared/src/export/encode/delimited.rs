@@ -89,6 +89,14 @@ impl BatchEncoder for DelimitedEncoder {
         self.sink.finish()?;
         Ok(())
     }
+
+    fn pause(mut self: Box<Self>) -> Result<(), EncodeError> {
+        if !self.out.is_empty() {
+            self.sink.write_all(&self.out)?;
+        }
+        self.sink.pause()?;
+        Ok(())
+    }
 }
 
 /// A char's UTF-8 bytes, held without allocation.

@@ -112,6 +112,14 @@ impl BatchEncoder for JsonlEncoder {
         self.sink.finish()?;
         Ok(())
     }
+
+    fn pause(mut self: Box<Self>) -> Result<(), EncodeError> {
+        if !self.out.is_empty() {
+            self.sink.write_all(&self.out)?;
+        }
+        self.sink.pause()?;
+        Ok(())
+    }
 }
 
 /// What follows the backslash for each byte that JSON strings must escape (as serde_json

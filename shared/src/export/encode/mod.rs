@@ -39,6 +39,15 @@ pub trait BatchEncoder: Send {
     /// Writes what remains (the header of an empty file, the Parquet footer), then finishes
     /// the sink. An encoder dropped without `finish` leaves a file that must not be completed.
     fn finish(self: Box<Self>) -> Result<(), EncodeError>;
+    /// Writes what it holds and pauses the sink (see `ByteSink::pause`): the file continues in
+    /// a later invocation, from the next row. Parquet cannot continue (its footer indexes the
+    /// whole file) and refuses.
+    fn pause(self: Box<Self>) -> Result<(), EncodeError> {
+        Err(EncodeError::Io(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this format cannot be continued by a later invocation",
+        )))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
