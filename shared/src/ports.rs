@@ -10,6 +10,7 @@ use bytes::Bytes;
 use crate::domain::connector::spec::AccessKeyPair;
 use crate::domain::connector::{Connector, Encryption};
 use crate::domain::export::run::{Run, RunMessage, Watermarks};
+use crate::domain::export::task::TaskRecord;
 use crate::domain::setup::checks::BucketSettings;
 use crate::error::{AwsCallError, SecretError, StoreError};
 
@@ -393,8 +394,52 @@ pub trait RunStore: Send + Sync {
         connector_id: &str,
     ) -> impl Future<Output = Result<Watermarks, StoreError>> + Send;
 
+    /// Writes the run's file task records that do not exist yet: a start delivered again
+    /// keeps the progress of those that do.
+    fn create_tasks(
+        &self,
+        connector_id: &str,
+        tasks: &[TaskRecord],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The run's file task records, in plan order.
+    fn tasks(
+        &self,
+        connector_id: &str,
+        run_id: &str,
+    ) -> impl Future<Output = Result<Vec<TaskRecord>, StoreError>> + Send;
+
+    /// Takes task `index` for one invocation until `lease_until` (epoch seconds) if it is not
+    /// written and no lease is live at `now`: one more attempt, state `writing`. `None` when it
+    /// is written or another invocation holds it (a duplicate delivery).
+    fn take_task(
+        &self,
+        connector_id: &str,
+        run_id: &str,
+        index: u32,
+        now: i64,
+        lease_until: i64,
+    ) -> impl Future<Output = Result<Option<TaskRecord>, StoreError>> + Send;
+
+    /// Replaces a task record (by the invocation holding its lease).
+    fn save_task(
+        &self,
+        connector_id: &str,
+        task: &TaskRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Counts task `index` as written, once however often it is called: the run's written
+    /// tasks afterwards, and whether this call was the one that counted it.
+    fn count_written(
+        &self,
+        connector_id: &str,
+        run_id: &str,
+        index: u32,
+    ) -> impl Future<Output = Result<(u32, bool), StoreError>> + Send;
+
     /// Moves the watermarks from `expected` to `next`, only if they are still `expected`
-    /// (`StoreError::Contended` otherwise): a run's data is committed once.
+    /// (`StoreError::Contended` otherwise): a run's data is committed once. The same run
+    /// moving them to the same `next` again (a finishing step redone) succeeds.
     fn advance_watermarks(
         &self,
         connector_id: &str,
@@ -404,11 +449,18 @@ pub trait RunStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// The export queue: a message starts a run in `scheduled-export`.
+/// The export queue: a message starts a run, or writes one of its files, in `scheduled-export`.
 pub trait RunQueue: Send + Sync {
     fn enqueue(
         &self,
         message: &RunMessage,
+    ) -> impl Future<Output = Result<(), AwsCallError>> + Send;
+
+    /// Every message, in batches; an error when any one was not accepted (sending them all
+    /// again is safe: file tasks are idempotent).
+    fn enqueue_all(
+        &self,
+        messages: &[RunMessage],
     ) -> impl Future<Output = Result<(), AwsCallError>> + Send;
 }
 

@@ -3,7 +3,10 @@
 //! One partition per connector (`connector_id`). Runs have sort keys `run_<UUID v7>`: the ids
 //! are time-ordered, so "newest first" is a reverse Query of the `run_` range. The connector's
 //! watermarks live in one more item of the partition, `watermarks`, which sorts outside that
-//! range and so never appears in a listing. Every access is by key: never a Scan.
+//! range and so never appears in a listing. Each file task of a run has an item
+//! `task#<run id>#<index>` and the run's count of written tasks one more, `progress#<run id>`
+//! (docs/architecture.md, "Fan-out"); both sort outside the `run_` range too. Every access is
+//! by key: never a Scan.
 
 use std::collections::HashMap;
 
@@ -12,6 +15,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::export::run::{Run, Watermarks};
+use crate::domain::export::task::TaskRecord;
 use crate::error::{AwsCallError, StoreError};
 use crate::ports::{Page, RunStore};
 
@@ -19,6 +23,14 @@ use crate::ports::{Page, RunStore};
 pub const RUN_ID_PREFIX: &str = "run_";
 /// Sort key of the connector's watermarks item: outside the `run_` range.
 pub const WATERMARKS_SORT_KEY: &str = "watermarks";
+fn task_sort_key(run_id: &str, index: u32) -> String {
+    format!("task#{run_id}#{index:06}")
+}
+
+fn progress_sort_key(run_id: &str) -> String {
+    format!("progress#{run_id}")
+}
+
 /// DynamoDB's item size limit (400 KB, attribute names included).
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 
@@ -89,6 +101,34 @@ pub fn run_item(run: &Run) -> Result<Item, StoreError> {
 
 fn run_from_item(item: Item) -> Result<Run, StoreError> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A task record as an item: its own fields, under the run's partition. `run_id` (the sort
+/// key) is the task's key, so the record's run id is stored as `task_run_id`.
+fn task_item(connector_id: &str, task: &TaskRecord) -> Result<Item, StoreError> {
+    let mut item: Item =
+        serde_dynamo::to_item(task).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if let Some(run_id) = item.remove("run_id") {
+        item.insert("task_run_id".into(), run_id);
+    }
+    item.extend(key(connector_id, &task_sort_key(&task.run_id, task.index)));
+    let bytes = item_size(&item);
+    if bytes > MAX_ITEM_BYTES {
+        return Err(StoreError::TooLarge {
+            what: format!("file task {} of run {}", task.index, task.run_id),
+            bytes,
+            limit: MAX_ITEM_BYTES,
+        });
+    }
+    Ok(item)
+}
+
+fn task_from_item(mut item: Item) -> Result<TaskRecord, StoreError> {
+    item.remove("connector_id");
+    if let Some(run_id) = item.remove("task_run_id") {
+        item.insert("run_id".into(), run_id);
+    }
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(format!("file task: {e}")))
 }
 
 /// An item's size as DynamoDB counts it against the 400 KB limit: attribute names plus values
@@ -280,6 +320,13 @@ impl RunStore for DynamoRunStore {
             Some(stored) => (stored.watermarks.clone(), Some(stored.watermarks_version)),
             None => (Watermarks::new(), None),
         };
+        // The same run committing the same watermarks again: a finishing step redone.
+        if current
+            .as_ref()
+            .is_some_and(|c| c.last_run_id == run_id && &c.watermarks == next)
+        {
+            return Ok(());
+        }
         if &current_map != expected {
             return Err(StoreError::Contended);
         }
@@ -313,6 +360,165 @@ impl RunStore for DynamoRunStore {
             }
             Err(e) => Err(AwsCallError::from_sdk("dynamodb", "PutItem", &e).into()),
         }
+    }
+
+    async fn create_tasks(&self, connector_id: &str, tasks: &[TaskRecord]) -> Result<(), StoreError> {
+        for task in tasks {
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(task_item(connector_id, task)?))
+                .condition_expression("attribute_not_exists(run_id)")
+                .send()
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(AwsCallError::from_sdk("dynamodb", "PutItem", &e).into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn tasks(&self, connector_id: &str, run_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut stream = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("connector_id = :c AND begins_with(run_id, :task)")
+            .expression_attribute_values(":c", AttributeValue::S(connector_id.to_owned()))
+            .expression_attribute_values(
+                ":task",
+                AttributeValue::S(format!("task#{run_id}#")),
+            )
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut tasks = Vec::new();
+        while let Some(item) = stream.next().await {
+            let item = item.map_err(|e| AwsCallError::from_sdk("dynamodb", "Query", &e))?;
+            tasks.push(task_from_item(item)?);
+        }
+        Ok(tasks)
+    }
+
+    async fn take_task(
+        &self,
+        connector_id: &str,
+        run_id: &str,
+        index: u32,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(connector_id, &task_sort_key(run_id, index))))
+            .update_expression(
+                "SET #state = :writing, lease_until = :lease, updated_at = :at ADD attempts :one",
+            )
+            .condition_expression(
+                "attribute_exists(run_id) AND #state <> :written AND lease_until <= :now",
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":writing", AttributeValue::S("writing".into()))
+            .expression_attribute_values(":written", AttributeValue::S("written".into()))
+            .expression_attribute_values(":lease", AttributeValue::N(lease_until.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(
+                ":at",
+                AttributeValue::S(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            )
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => out
+                .attributes
+                .map(task_from_item)
+                .transpose(),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(AwsCallError::from_sdk("dynamodb", "UpdateItem", &e).into()),
+        }
+    }
+
+    async fn save_task(&self, connector_id: &str, task: &TaskRecord) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(task_item(connector_id, task)?))
+            .send()
+            .await
+            .map_err(|e| AwsCallError::from_sdk("dynamodb", "PutItem", &e))?;
+        Ok(())
+    }
+
+    async fn count_written(
+        &self,
+        connector_id: &str,
+        run_id: &str,
+        index: u32,
+    ) -> Result<(u32, bool), StoreError> {
+        let progress = key(connector_id, &progress_sort_key(run_id));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(progress.clone()))
+            .update_expression("ADD written :index, written_count :one SET expires_at = if_not_exists(expires_at, :expires)")
+            .condition_expression("attribute_not_exists(written) OR NOT contains(written, :n)")
+            .expression_attribute_values(":index", AttributeValue::Ns(vec![index.to_string()]))
+            .expression_attribute_values(":n", AttributeValue::N(index.to_string()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(
+                ":expires",
+                AttributeValue::N(
+                    (chrono::Utc::now()
+                        + chrono::Duration::days(crate::domain::export::run::RUN_RETENTION_DAYS))
+                    .timestamp()
+                    .to_string(),
+                ),
+            )
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        let (attributes, counted) = match result {
+            Ok(out) => (out.attributes, true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                let out = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .set_key(Some(progress))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| AwsCallError::from_sdk("dynamodb", "GetItem", &e))?;
+                (out.item, false)
+            }
+            Err(e) => return Err(AwsCallError::from_sdk("dynamodb", "UpdateItem", &e).into()),
+        };
+        let count = match attributes.as_ref().and_then(|a| a.get("written_count")) {
+            Some(AttributeValue::N(n)) => n
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("written_count {n:?} of run {run_id}")))?,
+            _ => return Err(StoreError::Corrupt(format!("run {run_id} has no written_count"))),
+        };
+        Ok((count, counted))
     }
 }
 

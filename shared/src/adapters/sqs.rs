@@ -1,6 +1,7 @@
 //! The export queue adapter (SQS): a `RunMessage` as the JSON body of one message.
 
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use crate::domain::export::run::RunMessage;
 use crate::error::AwsCallError;
@@ -38,12 +39,72 @@ impl RunQueue for SqsRunQueue {
         if self.queue_url.ends_with(".fifo") {
             send = send
                 .message_group_id(&message.connector_id)
-                .message_deduplication_id(&message.run_id);
+                .message_deduplication_id(deduplication_id(message));
         }
         send.send()
             .await
             .map_err(|e| AwsCallError::from_sdk("sqs", "SendMessage", &e))?;
         Ok(())
+    }
+
+    async fn enqueue_all(&self, messages: &[RunMessage]) -> Result<(), AwsCallError> {
+        let fifo = self.queue_url.ends_with(".fifo");
+        // SendMessageBatch takes ten entries at most.
+        for chunk in messages.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, message)| {
+                    let entry = SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(message_body(message));
+                    let entry = if fifo {
+                        entry
+                            .message_group_id(&message.connector_id)
+                            .message_deduplication_id(deduplication_id(message))
+                    } else {
+                        entry
+                    };
+                    entry.build().map_err(|e| AwsCallError {
+                        service: "sqs",
+                        operation: "SendMessageBatch",
+                        code: None,
+                        message: e.to_string(),
+                        http_status: None,
+                        retryable: false,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| AwsCallError::from_sdk("sqs", "SendMessageBatch", &e))?;
+            if let Some(failed) = out.failed.first() {
+                return Err(AwsCallError {
+                    service: "sqs",
+                    operation: "SendMessageBatch",
+                    code: Some(failed.code.clone()),
+                    message: failed.message.clone().unwrap_or_default(),
+                    http_status: None,
+                    // The sender's fault (a bad entry) is not worth retrying; SQS's is.
+                    retryable: !failed.sender_fault,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A FIFO queue drops a second message with the same id within five minutes: one per run
+/// start, per file task and per continuation.
+fn deduplication_id(message: &RunMessage) -> String {
+    match message.task {
+        None => message.run_id.clone(),
+        Some(task) => format!("{}-{task}-{}", message.run_id, message.continuation),
     }
 }
 
@@ -57,6 +118,8 @@ mod tests {
             tenant_id: "acme".into(),
             connector_id: "con_1".into(),
             run_id: "run_0193abcdef0123456789abcdef012345".into(),
+            task: None,
+            continuation: 0,
         };
         let body = message_body(&message);
         assert_eq!(

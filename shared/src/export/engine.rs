@@ -11,6 +11,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -19,7 +20,7 @@ use chrono::Utc;
 
 use crate::credentials::{ConnectorCredentials, CredentialBroker, SessionPurpose};
 use crate::domain::connector::{
-    AuthMode, Connector, ConnectorStatus, ExportCompression, ExportOptions,
+    AuthMode, Connector, ConnectorStatus, ExportCompression, ExportOptions, FileFormat,
 };
 use crate::domain::export::layout;
 use crate::domain::export::plan::{self, PlanRequest, TableParts};
@@ -27,16 +28,18 @@ use crate::domain::export::run::{
     FileTask, Manifest, ManifestColumn, ManifestFile, Run, RunError, RunMessage, RunPlan,
     RunStatus, WatermarkRange, Watermarks, WrittenFile,
 };
+use crate::domain::export::task::{Checkpoint, TaskRecord, TaskState};
 use crate::domain::setup::checks::{missing_permission, objects_arn};
 use crate::error::{AwsCallError, StoreError};
 use crate::export::encode::{self, EncodeError, ParquetCodec};
 use crate::export::sink::ByteSink;
-use crate::export::upload::{self, UploadError, UploadSettings};
+use crate::export::resumable_sha256::ResumableSha256;
+use crate::export::upload::{self, UploadError, UploadOutcome, UploadSettings};
 use crate::export::{compress, pgp};
 use crate::lake::{Lake, LakeError, LakePart};
 use crate::ports::{
-    ConnectorStore, CustomerStorage, ObjectStore, RunStore, SecretStore, SecurityTokenService,
-    WriteOptions,
+    ConnectorStore, CustomerStorage, ObjectStore, RunClaims, RunQueue, RunStore, SecretStore,
+    SecurityTokenService, WriteOptions,
 };
 
 /// Rows per batch read from the lake: large enough for fast column loops, small enough that a
@@ -49,7 +52,32 @@ pub struct ExportSettings {
     pub upload: UploadSettings,
     /// Ephemeral storage for tar members (their size goes in the header, before the bytes).
     pub spool_dir: PathBuf,
+    /// How long before the function's deadline a file task checkpoints and hands the rest of
+    /// its file to a new invocation (`EXPORT_DEADLINE_MARGIN_SECONDS`).
+    pub deadline_margin: Duration,
+    /// How long a file task is held by the invocation that took it: longer than the function
+    /// may run, shorter than the queue's visibility timeout, so that the redelivery of a
+    /// message whose invocation died finds the task free.
+    pub task_lease: Duration,
+    /// The export queue's maxReceiveCount: the delivery that fails for the last time records
+    /// the run as failed before the message moves to the dead-letter queue.
+    pub max_receive_count: u32,
 }
+
+impl ExportSettings {
+    pub fn new(spool_dir: PathBuf) -> Self {
+        Self {
+            upload: UploadSettings::default(),
+            spool_dir,
+            deadline_margin: Duration::from_secs(120),
+            task_lease: Duration::from_secs(16 * 60),
+            max_receive_count: 3,
+        }
+    }
+}
+
+/// Earlier runs whose planned keys the sweep of abandoned uploads recognises as ours.
+const SWEEP_RUNS: u32 = 20;
 
 /// A failure on our side: the message should be delivered again.
 #[derive(Debug, thiserror::Error)]
@@ -104,16 +132,51 @@ fn run_error(reason: &str, message: impl Into<String>, remediation: impl Into<St
     }
 }
 
-pub struct ExportEngine<L, R, C, T, K, S> {
+pub struct ExportEngine<L, R, C, T, K, S, Q, Cl> {
     lake: Arc<L>,
     runs: R,
     connectors: C,
     broker: Arc<CredentialBroker<T, K>>,
     storage: S,
+    queue: Q,
+    claims: Cl,
     settings: ExportSettings,
 }
 
-impl<L, R, C, T, K, S> ExportEngine<L, R, C, T, K, S>
+/// The stores a run reads and writes besides the lake and the customer's bucket.
+pub struct RunStores<R, C, Q, Cl> {
+    pub runs: R,
+    pub connectors: C,
+    pub queue: Q,
+    pub claims: Cl,
+}
+
+/// What the engine knows of the delivery it serves: when the invocation must stop, and
+/// whether SQS will deliver the message again after a failure.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    /// The function's deadline; `None`: no deadline (tests, tools).
+    pub deadline: Option<Instant>,
+    /// SQS's ApproximateReceiveCount of the message (1 on its first delivery).
+    pub receive_count: u32,
+}
+
+impl Delivery {
+    pub fn unbounded() -> Self {
+        Self {
+            deadline: None,
+            receive_count: 1,
+        }
+    }
+}
+
+/// How a file task's invocation ended.
+enum FileOutcome {
+    Written(WrittenFile, Vec<ManifestColumn>),
+    Paused(Checkpoint),
+}
+
+impl<L, R, C, T, K, S, Q, Cl> ExportEngine<L, R, C, T, K, S, Q, Cl>
 where
     L: Lake + 'static,
     R: RunStore,
@@ -122,29 +185,37 @@ where
     K: SecretStore + 'static,
     S: CustomerStorage,
     S::Store: 'static,
+    Q: RunQueue,
+    Cl: RunClaims,
 {
     pub fn new(
         lake: Arc<L>,
-        runs: R,
-        connectors: C,
+        stores: RunStores<R, C, Q, Cl>,
         broker: Arc<CredentialBroker<T, K>>,
         storage: S,
         settings: ExportSettings,
     ) -> Self {
         Self {
             lake,
-            runs,
-            connectors,
+            runs: stores.runs,
+            connectors: stores.connectors,
             broker,
             storage,
+            queue: stores.queue,
+            claims: stores.claims,
             settings,
         }
     }
 
-    /// Carries out the run the message names. `Ok(None)`: no such run (or not this tenant's),
-    /// nothing to do. `Ok(Some(run))`: the run as it ended (or had already ended).
-    pub async fn execute(&self, message: &RunMessage) -> Result<Option<Run>, EngineError> {
-        let Some(mut run) = self
+    /// Carries out what the message asks: start the run (plan it, fan its files out), or
+    /// write one of its files (and, for the last one written, finish the run). `Ok(None)`: no
+    /// such run (or not this tenant's), nothing to do. `Ok(Some(run))`: the run as it stands.
+    pub async fn execute(
+        &self,
+        message: &RunMessage,
+        delivery: &Delivery,
+    ) -> Result<Option<Run>, EngineError> {
+        let Some(run) = self
             .runs
             .get(&message.connector_id, &message.run_id)
             .await?
@@ -169,59 +240,61 @@ where
             None => {
                 let error = run_error(
                     "connector_deleted",
-                    "the connector was deleted before the run started",
+                    "the connector was deleted before the run finished",
                     "nothing to do: create the connector again to export",
                 );
-                return self.finish(run, Err(error)).await.map(Some);
+                return self.fail(None, run, error).await.map(Some);
             }
         };
         if let Some(error) = not_runnable(&connector) {
-            return self.finish(run, Err(error)).await.map(Some);
+            return self.fail(Some(&connector), run, error).await.map(Some);
         }
-        run.status = RunStatus::Running;
-        run.started_at.get_or_insert_with(Utc::now);
-        self.runs.update(&run).await?;
-        match self.export(&connector, &mut run).await {
-            Ok(()) => self.finish(run, Ok(())).await.map(Some),
-            Err(Stop::Failed(error)) => self.finish(run, Err(error)).await.map(Some),
+        let mut run = run;
+        let outcome = match message.task {
+            None => self.start(&connector, &mut run).await,
+            Some(index) => {
+                self.run_task(&connector, &mut run, message, index, delivery)
+                    .await
+            }
+        };
+        match outcome {
+            Ok(()) => Ok(Some(run)),
+            Err(Stop::Failed(error)) => self.fail(Some(&connector), run, error).await.map(Some),
+            Err(Stop::Retry(e)) if delivery.receive_count >= self.settings.max_receive_count => {
+                // SQS will not deliver it again (it goes to the dead-letter queue): the run
+                // says so instead of staying `running`.
+                let error = run_error(
+                    "retries_exhausted",
+                    format!(
+                        "the run was interrupted {} times on our side; last: {e}",
+                        delivery.receive_count
+                    ),
+                    "nothing is lost: the watermark stays, and the next run (or POST …/retry) exports these rows; if it keeps happening, contact support with the run id",
+                );
+                self.fail(Some(&connector), run, error).await?;
+                Err(e)
+            }
             Err(Stop::Retry(e)) => {
-                // Keep the progress (plan, files written) for the redelivery.
-                if let Err(save) = self.runs.update(&run).await {
-                    tracing::warn!(error = %save, "could not save the run's progress");
+                // Keep the progress (plan) for the redelivery.
+                if message.task.is_none() {
+                    if let Err(save) = self.runs.update(&run).await {
+                        tracing::warn!(error = %save, "could not save the run's progress");
+                    }
                 }
                 Err(e)
             }
         }
     }
 
-    async fn finish(
-        &self,
-        mut run: Run,
-        outcome: Result<(), RunError>,
-    ) -> Result<Run, EngineError> {
-        run.finished_at = Some(Utc::now());
-        match outcome {
-            Ok(()) => {
-                run.status = RunStatus::Succeeded;
-                tracing::info!(run_id = %run.run_id, files = run.files.len(), rows = run.rows(), bytes = run.bytes(), "export run succeeded");
-            }
-            Err(error) => {
-                tracing::warn!(run_id = %run.run_id, reason = %error.reason, message = %error.message, "export run failed");
-                run.status = RunStatus::Failed;
-                run.error = Some(error);
-            }
-        }
-        self.runs.update(&run).await?;
-        Ok(run)
-    }
-
-    async fn export(&self, connector: &Connector, run: &mut Run) -> Result<(), Stop> {
-        let options = connector
-            .export_options()
-            .expect("not_runnable refuses ingest connectors");
-        let store = Arc::new(self.open_bucket(connector).await?);
+    /// The run message: credentials and the challenge file checked, the plan fixed (or the
+    /// stored one), abandoned uploads swept, one task record and one message per file.
+    async fn start(&self, connector: &Connector, run: &mut Run) -> Result<(), Stop> {
+        run.status = RunStatus::Running;
+        run.started_at.get_or_insert_with(Utc::now);
+        self.runs.update(run).await?;
+        let store = self.open_bucket(connector).await?;
         if connector.auth.mode() == AuthMode::BucketPolicy {
-            self.check_challenge_file(connector, store.as_ref()).await?;
+            self.check_challenge_file(connector, &store).await?;
         }
         let watermarks = self.runs.watermarks(&connector.connector_id).await?;
         let plan = match run.plan.clone() {
@@ -233,70 +306,228 @@ where
                 plan
             }
         };
-        // The watermarks must still be where the plan started from: otherwise another run
-        // exported these parts in the meantime.
-        for table in &plan.tables {
-            if watermarks.get(&table.table).copied() != table.after_seq {
-                return Err(Stop::Failed(run_error(
-                    "watermark_moved",
-                    format!(
-                        "another run exported table {} while this one ran",
-                        table.table
-                    ),
-                    "nothing is lost: the next run continues from the new watermark",
-                )));
+        check_watermarks(&plan, &watermarks)?;
+        let tasks = self.runs.tasks(&connector.connector_id, &run.run_id).await?;
+        self.sweep_uploads(connector, &store, run, &tasks).await;
+        if plan.files.is_empty() {
+            return self.finish_run(connector, &store, run, &plan).await;
+        }
+        let now = Utc::now();
+        let records: Vec<TaskRecord> = plan
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, file)| TaskRecord::pending(&run.run_id, i as u32, file, now, run.expires_at))
+            .collect();
+        self.runs
+            .create_tasks(&connector.connector_id, &records)
+            .await?;
+        let tasks = self.runs.tasks(&connector.connector_id, &run.run_id).await?;
+        let message = RunMessage::start(run);
+        let to_send: Vec<RunMessage> = tasks
+            .iter()
+            .filter(|t| t.state != TaskState::Written)
+            .map(|t| message.for_task(t.index, t.continuations))
+            .collect();
+        if to_send.is_empty() {
+            // Every file was written by an earlier delivery; the finishing step may not have run.
+            return self.finish_run(connector, &store, run, &plan).await;
+        }
+        self.queue
+            .enqueue_all(&to_send)
+            .await
+            .map_err(|e| Stop::Retry(EngineError::Retry(e)))?;
+        tracing::info!(run_id = %run.run_id, files = plan.files.len(), queued = to_send.len(), "run fanned out");
+        Ok(())
+    }
+
+    /// One file task: taken under a lease (a duplicate delivery while another invocation
+    /// holds it is dropped), written (or continued from its checkpoint), then counted; the
+    /// invocation that counts the last file finishes the run.
+    async fn run_task(
+        &self,
+        connector: &Connector,
+        run: &mut Run,
+        message: &RunMessage,
+        index: u32,
+        delivery: &Delivery,
+    ) -> Result<(), Stop> {
+        let Some(plan) = run.plan.clone() else {
+            tracing::warn!(run_id = %run.run_id, index, "a file task of a run without a plan; dropped");
+            return Ok(());
+        };
+        let Some(file) = plan.files.get(index as usize).cloned() else {
+            tracing::warn!(run_id = %run.run_id, index, "no such file task; dropped");
+            return Ok(());
+        };
+        let now = Utc::now().timestamp();
+        let lease_until = now + self.settings.task_lease.as_secs() as i64;
+        let taken = self
+            .runs
+            .take_task(&connector.connector_id, &run.run_id, index, now, lease_until)
+            .await?;
+        let Some(mut task) = taken else {
+            let tasks = self.runs.tasks(&connector.connector_id, &run.run_id).await?;
+            if tasks
+                .iter()
+                .any(|t| t.index == index && t.state == TaskState::Written)
+            {
+                // Written before; a crash may have come before it was counted.
+                return self.count_and_finish(connector, run, &plan, index, None).await;
+            }
+            tracing::info!(run_id = %run.run_id, index, "file task held by another invocation; duplicate dropped");
+            return Ok(());
+        };
+        let store = Arc::new(self.open_bucket(connector).await?);
+        let options = connector
+            .export_options()
+            .expect("not_runnable refuses ingest connectors");
+        let resume = match task.checkpoint.take() {
+            Some(checkpoint) if continuable(options) && checkpoint_is_sound(&checkpoint) => {
+                Some(checkpoint)
+            }
+            Some(stale) => {
+                self.abort_quietly(store.as_ref(), &file.key, &stale.upload.upload_id)
+                    .await;
+                task.restarts += 1;
+                None
+            }
+            None if task.attempts > 1 => {
+                // An earlier attempt stopped mid-file without a checkpoint: start over, and
+                // abort what it may have left open under this file's key.
+                self.abort_uploads_of(store.as_ref(), &file.key).await;
+                task.restarts += 1;
+                None
+            }
+            None => None,
+        };
+        let table = plan
+            .tables
+            .iter()
+            .find(|t| t.table == file.table)
+            .expect("every file task's table is planned");
+        let listed = self
+            .lake
+            .parts_after(
+                &connector.tenant_id,
+                &table.table,
+                table.after_seq.and_then(|s| s.checked_sub(1)),
+            )
+            .await?;
+        let (parts, projection) = file_inputs(connector, &file, table.columns.as_deref(), &listed)?;
+        let written = self
+            .write_file(
+                connector,
+                options,
+                store.clone(),
+                &file,
+                parts,
+                &projection,
+                resume,
+                delivery,
+            )
+            .await;
+        task.updated_at = Utc::now();
+        match written {
+            Ok(FileOutcome::Written(written, schema)) => {
+                task.state = TaskState::Written;
+                task.written = Some(written);
+                task.schema = schema;
+                task.lease_until = 0;
+                self.runs.save_task(&connector.connector_id, &task).await?;
+                self.count_and_finish(connector, run, &plan, index, Some(store.as_ref()))
+                    .await
+            }
+            Ok(FileOutcome::Paused(checkpoint)) => {
+                task.continuations += 1;
+                task.lease_until = 0;
+                tracing::info!(
+                    run_id = %run.run_id, index, key = %file.key,
+                    rows = checkpoint.rows, bytes = checkpoint.upload.bytes,
+                    continuation = task.continuations,
+                    "file task near its deadline: checkpointed, continuing in a new invocation"
+                );
+                task.checkpoint = Some(checkpoint);
+                self.runs.save_task(&connector.connector_id, &task).await?;
+                self.queue
+                    .enqueue(&message.for_task(index, task.continuations))
+                    .await
+                    .map_err(|e| Stop::Retry(EngineError::Retry(e)))
+            }
+            Err(Stop::Failed(error)) => {
+                task.state = TaskState::Failed;
+                task.error = Some(error.clone());
+                task.lease_until = 0;
+                self.runs.save_task(&connector.connector_id, &task).await?;
+                Err(Stop::Failed(error))
+            }
+            Err(Stop::Retry(e)) => {
+                // Free the task at once for the redelivery.
+                task.lease_until = 0;
+                if let Err(save) = self.runs.save_task(&connector.connector_id, &task).await {
+                    tracing::warn!(error = %save, "could not release the file task");
+                }
+                Err(Stop::Retry(e))
             }
         }
+    }
 
-        // Each planned table's parts, listed once for all its files: from the part at the
-        // watermark (whose columns an empty file takes) to the newest.
-        let mut listed = std::collections::HashMap::new();
-        for table in &plan.tables {
-            let parts = self
-                .lake
-                .parts_after(
-                    &connector.tenant_id,
-                    &table.table,
-                    table.after_seq.and_then(|s| s.checked_sub(1)),
-                )
-                .await?;
-            listed.insert(table.table.as_str(), parts);
+    /// Counts file `index` as written (once), and finishes the run when it was the last.
+    async fn count_and_finish(
+        &self,
+        connector: &Connector,
+        run: &mut Run,
+        plan: &RunPlan,
+        index: u32,
+        store: Option<&S::Store>,
+    ) -> Result<(), Stop> {
+        let (written, _) = self
+            .runs
+            .count_written(&connector.connector_id, &run.run_id, index)
+            .await?;
+        if (written as usize) < plan.files.len() {
+            return Ok(());
         }
+        match store {
+            Some(store) => self.finish_run(connector, store, run, plan).await,
+            None => {
+                let store = self.open_bucket(connector).await?;
+                self.finish_run(connector, &store, run, plan).await
+            }
+        }
+    }
 
-        let mut manifest_files = Vec::new();
-        for task in &plan.files {
-            let table = plan
-                .tables
+    /// The manifest (from the task records, in plan order: a redone finishing step writes the
+    /// same bytes), the `.DONE` marker, then the watermarks, then the run `succeeded`.
+    async fn finish_run(
+        &self,
+        connector: &Connector,
+        store: &S::Store,
+        run: &mut Run,
+        plan: &RunPlan,
+    ) -> Result<(), Stop> {
+        let tasks = self.runs.tasks(&connector.connector_id, &run.run_id).await?;
+        let mut files = Vec::with_capacity(plan.files.len());
+        let mut manifest_files = Vec::with_capacity(plan.files.len());
+        for (i, _) in plan.files.iter().enumerate() {
+            let Some((written, schema)) = tasks
                 .iter()
-                .find(|t| t.table == task.table)
-                .expect("every file task's table is planned");
-            let (parts, projection) = file_inputs(
-                connector,
-                task,
-                table.columns.as_deref(),
-                &listed[task.table.as_str()],
-            )?;
-            let written = match run.files.iter().find(|f| f.key == task.key) {
-                Some(done) => done.clone(),
-                None => {
-                    let written = self
-                        .write_file(connector, options, store.clone(), task, parts, &projection)
-                        .await?;
-                    run.files.push(written.clone());
-                    self.runs.update(run).await?;
-                    written
-                }
+                .find(|t| t.index as usize == i)
+                .and_then(|t| t.written.as_ref().map(|w| (w, &t.schema)))
+            else {
+                tracing::warn!(run_id = %run.run_id, index = i, "finishing a run with a file not written; left to its task");
+                return Ok(());
             };
+            files.push(written.clone());
             manifest_files.push(ManifestFile {
-                key: written.key,
-                table: written.table,
+                key: written.key.clone(),
+                table: written.table.clone(),
                 rows: written.rows,
                 bytes: written.bytes,
-                sha256: written.sha256,
-                schema: manifest_schema(&projection.schema),
+                sha256: written.sha256.clone(),
+                schema: schema.clone(),
             });
         }
-
         let manifest = Manifest {
             run_id: run.run_id.clone(),
             connector_id: connector.connector_id.clone(),
@@ -317,31 +548,160 @@ where
                 .collect(),
         };
         let body = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
-        self.put_small(
-            connector,
-            store.as_ref(),
-            &plan.manifest_key,
-            body,
-            "application/json",
-        )
-        .await?;
+        self.put_small(connector, store, &plan.manifest_key, body, "application/json")
+            .await?;
         if let Some(done) = &plan.done_key {
-            self.put_small(connector, store.as_ref(), done, Vec::new(), "text/plain")
+            self.put_small(connector, store, done, Vec::new(), "text/plain")
                 .await?;
         }
-        let next = plan.watermarks_after(&watermarks);
+        let expected = plan.watermarks_before(&self.runs.watermarks(&connector.connector_id).await?);
+        let next = plan.watermarks_after(&expected);
         match self
             .runs
-            .advance_watermarks(&connector.connector_id, &run.run_id, &watermarks, &next)
+            .advance_watermarks(&connector.connector_id, &run.run_id, &expected, &next)
             .await
         {
-            Ok(()) => Ok(()),
-            Err(StoreError::Contended) => Err(Stop::Failed(run_error(
-                "watermark_moved",
-                "another run committed its watermark first",
-                "nothing is lost: the next run continues from the new watermark",
-            ))),
-            Err(e) => Err(e.into()),
+            Ok(()) => {}
+            Err(StoreError::Contended) => {
+                return Err(Stop::Failed(run_error(
+                    "watermark_moved",
+                    "another run committed its watermark first",
+                    "nothing is lost: the next run continues from the new watermark",
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        run.files = files;
+        run.finished_at = Some(Utc::now());
+        run.status = RunStatus::Succeeded;
+        tracing::info!(run_id = %run.run_id, files = run.files.len(), rows = run.rows(), bytes = run.bytes(), "export run succeeded");
+        self.runs.update(run).await?;
+        self.release(run).await;
+        Ok(())
+    }
+
+    /// Ends the run `failed` with `error`, keeps the watermark, releases its in-flight markers;
+    /// a failure the customer must fix in their account also marks the connector
+    /// `needs_attention`. Uploads the run's checkpoints hold open are aborted.
+    async fn fail(
+        &self,
+        connector: Option<&Connector>,
+        mut run: Run,
+        error: RunError,
+    ) -> Result<Run, EngineError> {
+        tracing::warn!(run_id = %run.run_id, reason = %error.reason, message = %error.message, "export run failed");
+        if let (Some(connector), true) = (connector, needs_customer(&error.reason)) {
+            self.needs_attention(connector).await;
+        }
+        if let Some(connector) = connector {
+            self.abort_checkpoints(connector, &run).await;
+        }
+        run.finished_at = Some(Utc::now());
+        run.status = RunStatus::Failed;
+        run.error = Some(error);
+        self.runs.update(&run).await?;
+        self.release(&run).await;
+        Ok(run)
+    }
+
+    /// Best effort: what is left open is swept at the connector's next run.
+    async fn abort_checkpoints(&self, connector: &Connector, run: &Run) {
+        let Ok(tasks) = self.runs.tasks(&connector.connector_id, &run.run_id).await else {
+            return;
+        };
+        let open: Vec<(&str, &str)> = tasks
+            .iter()
+            .filter_map(|t| {
+                t.checkpoint
+                    .as_ref()
+                    .map(|c| (t.key.as_str(), c.upload.upload_id.as_str()))
+            })
+            .collect();
+        if open.is_empty() {
+            return;
+        }
+        let Ok(store) = self.open_bucket(connector).await else {
+            return;
+        };
+        for (key, upload_id) in open {
+            self.abort_quietly(&store, key, upload_id).await;
+        }
+    }
+
+    /// Releases the run's in-flight markers (best effort: a marker left behind lapses with
+    /// its lease).
+    async fn release(&self, run: &Run) {
+        if let Err(e) = self.claims.release(run).await {
+            tracing::warn!(run_id = %run.run_id, error = %e, "could not release the run's in-flight markers");
+        }
+    }
+
+    /// Aborts multipart uploads left open under the connector's prefix on keys that this
+    /// connector's recent runs planned (a run that failed or died mid-file), except those a
+    /// task of this run continues from. Keys no run of ours planned are the customer's and are
+    /// left alone. Best effort: a failure is logged, and the next run sweeps again.
+    async fn sweep_uploads(
+        &self,
+        connector: &Connector,
+        store: &S::Store,
+        run: &Run,
+        tasks: &[TaskRecord],
+    ) {
+        let open = match store.list_uploads(&connector.prefix).await {
+            Ok(open) if !open.is_empty() => open,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not list open uploads for the sweep");
+                return;
+            }
+        };
+        let mut ours: std::collections::HashSet<String> = std::collections::HashSet::new();
+        match self
+            .runs
+            .list(&connector.connector_id, SWEEP_RUNS, None)
+            .await
+        {
+            Ok(page) => {
+                for earlier in page.items.iter().chain(std::iter::once(run)) {
+                    if let Some(plan) = &earlier.plan {
+                        ours.extend(plan.files.iter().map(|f| f.key.clone()));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read earlier runs for the sweep");
+                return;
+            }
+        }
+        let kept: std::collections::HashSet<&str> = tasks
+            .iter()
+            .filter_map(|t| t.checkpoint.as_ref().map(|c| c.upload.upload_id.as_str()))
+            .collect();
+        for upload in open {
+            if ours.contains(&upload.key) && !kept.contains(upload.upload_id.as_str()) {
+                tracing::info!(key = %upload.key, upload_id = %upload.upload_id, "aborting an abandoned multipart upload");
+                self.abort_quietly(store, &upload.key, &upload.upload_id)
+                    .await;
+            }
+        }
+    }
+
+    async fn abort_uploads_of(&self, store: &S::Store, key: &str) {
+        match store.list_uploads(key).await {
+            Ok(open) => {
+                for upload in open.iter().filter(|u| u.key == key) {
+                    self.abort_quietly(store, key, &upload.upload_id).await;
+                }
+            }
+            Err(e) => tracing::warn!(%key, error = %e, "could not list open uploads of a restarted file"),
+        }
+    }
+
+    async fn abort_quietly(&self, store: &S::Store, key: &str, upload_id: &str) {
+        if let Err(e) = store.abort_upload(key, upload_id).await {
+            if e.effective_code() != Some("NoSuchUpload") {
+                tracing::warn!(%key, %upload_id, error = %e, "could not abort a multipart upload");
+            }
         }
     }
 
@@ -386,7 +746,6 @@ where
         match store.head_object(&key).await {
             Ok(_) => Ok(()),
             Err(e) if e.http_status == Some(404) => {
-                self.needs_attention(connector).await;
                 Err(Stop::Failed(RunError {
                     reason: "challenge_file_missing".into(),
                     message: format!("s3://{}/{key} is gone", connector.bucket),
@@ -481,6 +840,7 @@ where
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn write_file(
         &self,
         connector: &Connector,
@@ -489,16 +849,29 @@ where
         task: &FileTask,
         parts: Vec<LakePart>,
         projection: &Projection,
-    ) -> Result<WrittenFile, Stop> {
+        resume: Option<Checkpoint>,
+        delivery: &Delivery,
+    ) -> Result<FileOutcome, Stop> {
         let started = std::time::Instant::now();
         let runtime = tokio::runtime::Handle::current();
-        let (writer, upload) = upload::start(
+        let (writer, upload) = upload::start_from(
             store,
             task.key.clone(),
             write_options(connector, Some(layout::content_type(options))),
             self.settings.upload,
             &runtime,
+            resume.as_ref().map(|c| c.upload.clone()),
         );
+        // Only formats that can continue pause; the others run to the end (or, killed at the
+        // deadline, start over on the next delivery).
+        let pause_at = delivery
+            .deadline
+            .filter(|_| continuable(options))
+            .map(|deadline| {
+                deadline
+                    .checked_sub(self.settings.deadline_margin)
+                    .unwrap_or_else(std::time::Instant::now)
+            });
         let pipeline = FilePipeline {
             lake: self.lake.clone(),
             parts,
@@ -506,14 +879,17 @@ where
             options: options.clone(),
             member: layout::member_name(&task.key, options),
             spool_dir: self.settings.spool_dir.clone(),
+            resume: resume.clone(),
+            pause_at,
+            pause: writer.pause_control(),
         };
         let encoded = tokio::task::spawn_blocking(move || pipeline.run(Box::new(writer), runtime))
             .await
             .expect("the encoding thread does not panic");
-        let uploaded = upload.await;
+        let uploaded = upload.outcome().await;
         let context = |what: String| format!("{} ({}): {what}", task.key, task.table);
-        let (rows, object) = match (encoded, uploaded) {
-            (Ok(rows), Ok(object)) => (rows, object),
+        let (end, object) = match (encoded, uploaded) {
+            (Ok(end), Ok(object)) => (end, object),
             // The upload's own error explains a broken pipe on the encoding side.
             (_, Err(UploadError::Aws(e))) => {
                 return Err(bucket_failure(
@@ -532,6 +908,7 @@ where
                 })),
                 _,
             ) => {
+                let row = row + resume.as_ref().map_or(0, |c| c.rows);
                 return Err(Stop::Failed(run_error(
                     "value_not_writable",
                     context(format!("column {column}, row {row}: {reason}")),
@@ -584,21 +961,49 @@ where
                 )));
             }
         };
-        tracing::info!(
-            key = %task.key,
-            rows,
-            bytes = object.bytes,
-            parts = object.parts,
-            ms = started.elapsed().as_millis() as u64,
-            "file written"
-        );
-        Ok(WrittenFile {
-            key: task.key.clone(),
-            table: task.table.clone(),
-            rows,
-            bytes: object.bytes,
-            sha256: object.sha256,
-        })
+        let before = resume.as_ref().map_or(0, |c| c.rows);
+        match (end, object) {
+            (PipelineEnd::Finished { rows }, UploadOutcome::Completed(object)) => {
+                let rows = before + rows;
+                tracing::info!(
+                    key = %task.key,
+                    rows,
+                    bytes = object.bytes,
+                    parts = object.parts,
+                    ms = started.elapsed().as_millis() as u64,
+                    "file written"
+                );
+                Ok(FileOutcome::Written(
+                    WrittenFile {
+                        key: task.key.clone(),
+                        table: task.table.clone(),
+                        rows,
+                        bytes: object.bytes,
+                        sha256: object.sha256,
+                    },
+                    manifest_schema(&projection.schema),
+                ))
+            }
+            (
+                PipelineEnd::Paused {
+                    rows,
+                    part_seq,
+                    rows_into_part,
+                },
+                UploadOutcome::Paused(upload),
+            ) => Ok(FileOutcome::Paused(Checkpoint {
+                upload,
+                part_seq,
+                rows_into_part,
+                rows: before + rows,
+                saved_at: Utc::now(),
+            })),
+            _ => Err(Stop::Failed(run_error(
+                "write_failed",
+                context("the encoder and the upload disagree on whether the file paused".into()),
+                "run again; if it persists, contact support with the run id",
+            ))),
+        }
     }
 
     async fn put_small(
@@ -687,6 +1092,60 @@ fn not_runnable(connector: &Connector) -> Option<RunError> {
             ),
         )
     })
+}
+
+/// Whether a file of these options can be continued mid-file by a later invocation: text
+/// (delimited, JSONL), uncompressed or as concatenated gzip members / zstd frames. Parquet's
+/// footer, zip's and tar's headers and OpenPGP's packets span the whole file.
+fn continuable(options: &ExportOptions) -> bool {
+    options.pgp_public_key.is_none()
+        && !matches!(options.format, FileFormat::Parquet)
+        && matches!(
+            options.compression,
+            ExportCompression::None | ExportCompression::Gzip | ExportCompression::Zstd
+        )
+}
+
+/// A checkpoint a continuation can start from: its parts numbered 1, 2, 3… and its hash
+/// state one a hasher saved for that many bytes.
+fn checkpoint_is_sound(checkpoint: &Checkpoint) -> bool {
+    let upload = &checkpoint.upload;
+    !upload.upload_id.is_empty()
+        && !upload.parts.is_empty()
+        && upload
+            .parts
+            .iter()
+            .enumerate()
+            .all(|(i, p)| p.number as usize == i + 1)
+        && upload.sha256.len == upload.bytes
+        && ResumableSha256::from_state(&upload.sha256).is_some()
+}
+
+/// Failures the customer fixes in their own account: the connector then needs their
+/// attention (and validation) before it runs again.
+fn needs_customer(reason: &str) -> bool {
+    matches!(
+        reason,
+        "credentials" | "access_denied" | "kms" | "bucket_missing" | "challenge_file_missing"
+    )
+}
+
+/// The watermarks must still be where the plan started from: otherwise another run exported
+/// these parts in the meantime.
+fn check_watermarks(plan: &RunPlan, watermarks: &Watermarks) -> Result<(), Stop> {
+    for table in &plan.tables {
+        if watermarks.get(&table.table).copied() != table.after_seq {
+            return Err(Stop::Failed(run_error(
+                "watermark_moved",
+                format!(
+                    "another run exported table {} while this one ran",
+                    table.table
+                ),
+                "nothing is lost: the next run continues from the new watermark",
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The headers of every object a run writes: the export's SSE, the bucket-owner ACL in
@@ -850,7 +1309,9 @@ enum FileError {
 }
 
 /// The synchronous half of one file: lake batches → encoder → compressor → encryptor → the
-/// multipart writer, on a blocking thread (the encoders are CPU-bound).
+/// multipart writer, on a blocking thread (the encoders are CPU-bound). With `resume` it
+/// continues a paused file from its next row; with `pause_at` it pauses at the first part
+/// boundary after that instant.
 struct FilePipeline<L> {
     lake: Arc<L>,
     parts: Vec<LakePart>,
@@ -858,15 +1319,29 @@ struct FilePipeline<L> {
     options: ExportOptions,
     member: String,
     spool_dir: PathBuf,
+    resume: Option<Checkpoint>,
+    pause_at: Option<std::time::Instant>,
+    pause: upload::PauseControl,
+}
+
+/// Where the pipeline stopped; `rows` counts this invocation's rows only.
+enum PipelineEnd {
+    Finished {
+        rows: u64,
+    },
+    Paused {
+        rows: u64,
+        part_seq: u64,
+        rows_into_part: u64,
+    },
 }
 
 impl<L: Lake> FilePipeline<L> {
-    /// Rows written.
     fn run(
         self,
         writer: Box<dyn ByteSink>,
         runtime: tokio::runtime::Handle,
-    ) -> Result<u64, FileError> {
+    ) -> Result<PipelineEnd, FileError> {
         let options = &self.options;
         let mut sink = writer;
         if let Some(key) = &options.pgp_public_key {
@@ -888,17 +1363,61 @@ impl<L: Lake> FilePipeline<L> {
             ExportCompression::Zstd => ParquetCodec::Zstd,
             _ => ParquetCodec::Snappy,
         };
-        let mut encoder =
-            encode::encoder(&options.format, codec, self.projection.schema.clone(), sink)?;
-        for part in &self.parts {
+        // A continued file has its header already.
+        let format = match (&options.format, &self.resume) {
+            (FileFormat::Delimited(settings), Some(_)) => FileFormat::Delimited(
+                crate::domain::connector::DelimitedFormat {
+                    header: false,
+                    ..settings.clone()
+                },
+            ),
+            (format, _) => format.clone(),
+        };
+        let mut encoder = encode::encoder(&format, codec, self.projection.schema.clone(), sink)?;
+        let (from_seq, mut skip) = self
+            .resume
+            .as_ref()
+            .map_or((0, 0), |c| (c.part_seq, c.rows_into_part));
+        for part in self.parts.iter().filter(|p| p.seq >= from_seq) {
+            if part.seq > from_seq {
+                skip = 0;
+            }
+            let mut into_part = 0u64;
             let batches = runtime.block_on(self.lake.read_part(part, BATCH_ROWS))?;
             for batch in batches {
-                encoder.write_batch(&self.projection.apply(&batch?)?)?;
+                let batch = batch?;
+                let rows = batch.num_rows() as u64;
+                let batch = if skip >= rows {
+                    skip -= rows;
+                    into_part += rows;
+                    continue;
+                } else if skip > 0 {
+                    let kept = batch.slice(skip as usize, (rows - skip) as usize);
+                    into_part += skip;
+                    skip = 0;
+                    kept
+                } else {
+                    batch
+                };
+                into_part += batch.num_rows() as u64;
+                encoder.write_batch(&self.projection.apply(&batch)?)?;
+                if self.pause_at.is_some_and(|at| std::time::Instant::now() >= at) {
+                    self.pause.hold();
+                    if self.pause.can_pause() {
+                        let rows = encoder.rows();
+                        encoder.pause()?;
+                        return Ok(PipelineEnd::Paused {
+                            rows,
+                            part_seq: part.seq,
+                            rows_into_part: into_part,
+                        });
+                    }
+                }
             }
         }
         let rows = encoder.rows();
         encoder.finish()?;
-        Ok(rows)
+        Ok(PipelineEnd::Finished { rows })
     }
 }
 
@@ -907,10 +1426,11 @@ pub trait ExecuteRun: Send + Sync {
     fn execute_run(
         &self,
         message: &RunMessage,
+        delivery: &Delivery,
     ) -> impl std::future::Future<Output = Result<Option<Run>, EngineError>> + Send;
 }
 
-impl<L, R, C, T, K, S> ExecuteRun for ExportEngine<L, R, C, T, K, S>
+impl<L, R, C, T, K, S, Q, Cl> ExecuteRun for ExportEngine<L, R, C, T, K, S, Q, Cl>
 where
     L: Lake + 'static,
     R: RunStore,
@@ -919,9 +1439,15 @@ where
     K: SecretStore + 'static,
     S: CustomerStorage,
     S::Store: 'static,
+    Q: RunQueue,
+    Cl: RunClaims,
 {
-    async fn execute_run(&self, message: &RunMessage) -> Result<Option<Run>, EngineError> {
-        self.execute(message).await
+    async fn execute_run(
+        &self,
+        message: &RunMessage,
+        delivery: &Delivery,
+    ) -> Result<Option<Run>, EngineError> {
+        self.execute(message, delivery).await
     }
 }
 

@@ -4,21 +4,21 @@
 //! this keeps the eight words, the length and the unhashed tail itself; the padding is
 //! FIPS 180-4's.
 
-use serde::{Deserialize, Serialize};
 use sha2::digest::generic_array::GenericArray;
+
+use crate::domain::export::task::Sha256State;
 
 const BLOCK: usize = 64;
 const INITIAL: [u32; 8] = [
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 ];
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResumableSha256 {
     state: [u32; 8],
     /// Bytes hashed so far, the tail included.
     len: u64,
     /// The bytes after the last whole block (fewer than 64).
-    #[serde(with = "tail_hex")]
     tail: Vec<u8>,
 }
 
@@ -58,6 +58,35 @@ impl ResumableSha256 {
         sha2::compress256(&mut self.state, &blocks);
     }
 
+    pub fn to_state(&self) -> Sha256State {
+        Sha256State {
+            words: self.state,
+            len: self.len,
+            tail: self.tail.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+
+    /// `None` for a state no hasher saved: a tail that is not hex of under 64 bytes, or
+    /// disagrees with the length.
+    pub fn from_state(saved: &Sha256State) -> Option<Self> {
+        let text = &saved.tail;
+        if text.len() % 2 != 0 || text.len() >= 2 * BLOCK {
+            return None;
+        }
+        let tail = (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        if saved.len % BLOCK as u64 != tail.len() as u64 {
+            return None;
+        }
+        Some(Self {
+            state: saved.words,
+            len: saved.len,
+            tail,
+        })
+    }
+
     /// Bytes hashed so far.
     pub fn len(&self) -> u64 {
         self.len
@@ -83,27 +112,6 @@ impl ResumableSha256 {
         block.extend_from_slice(&padding);
         self.compress(&block);
         self.state.iter().map(|w| format!("{w:08x}")).collect()
-    }
-}
-
-mod tail_hex {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(tail: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&tail.iter().map(|b| format!("{b:02x}")).collect::<String>())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
-        if text.len() % 2 != 0 || text.len() >= 128 {
-            return Err(serde::de::Error::custom(
-                "a hash tail is under 64 bytes of hex",
-            ));
-        }
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(serde::de::Error::custom))
-            .collect()
     }
 }
 
@@ -140,8 +148,9 @@ mod tests {
                 for chunk in data[..cut].chunks(step) {
                     hash.update(chunk);
                 }
-                let saved = serde_json::to_string(&hash).unwrap();
-                let mut restored: ResumableSha256 = serde_json::from_str(&saved).unwrap();
+                let saved = serde_json::to_string(&hash.to_state()).unwrap();
+                let mut restored =
+                    ResumableSha256::from_state(&serde_json::from_str(&saved).unwrap()).unwrap();
                 restored.update(&data[cut..]);
                 assert_eq!(
                     restored.finish_hex(),
@@ -153,13 +162,24 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_saved_tail_is_refused() {
-        for tail in ["\"abc\"", "\"zz\"", &format!("\"{}\"", "00".repeat(64))] {
-            let json = format!(r#"{{"state":[0,0,0,0,0,0,0,0],"len":0,"tail":{tail}}}"#);
-            assert!(
-                serde_json::from_str::<ResumableSha256>(&json).is_err(),
-                "{tail}"
-            );
+    fn a_state_no_hasher_saved_is_refused() {
+        let mut hash = ResumableSha256::default();
+        hash.update(&[7; 70]);
+        let good = hash.to_state();
+        assert_eq!(good.tail.len(), 12);
+        assert!(ResumableSha256::from_state(&good).is_some());
+        for (tail, len) in [
+            ("abc", 70),
+            ("zz", 65),
+            ("070707070707", 71),
+            (&"00".repeat(64)[..], 128),
+        ] {
+            let bad = Sha256State {
+                tail: tail.to_owned(),
+                len,
+                ..good.clone()
+            };
+            assert!(ResumableSha256::from_state(&bad).is_none(), "{tail} {len}");
         }
     }
 }

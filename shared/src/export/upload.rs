@@ -23,7 +23,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
@@ -92,28 +91,10 @@ pub struct UploadedObject {
 
 /// An open multipart upload between two invocations: enough to continue it, and to finish the
 /// object's SHA-256 without reading back what was uploaded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UploadState {
-    pub upload_id: String,
-    /// Parts uploaded, in order.
-    pub parts: Vec<SavedPart>,
-    /// Bytes in those parts.
-    pub bytes: u64,
-    pub sha256: ResumableSha256,
-}
+pub use crate::domain::export::task::{SavedPart, UploadCheckpoint as UploadState};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SavedPart {
-    pub number: u32,
-    pub etag: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crc32c: Option<u32>,
-}
-
-impl UploadState {
-    fn next_part(&self) -> u32 {
-        self.parts.last().map_or(1, |p| p.number + 1)
-    }
+fn next_part(state: &UploadState) -> u32 {
+    state.parts.last().map_or(1, |p| p.number + 1)
 }
 
 /// How an upload ended.
@@ -198,9 +179,10 @@ pub fn start_from<S: ObjectStore + 'static>(
     let (first_part, bytes, mut sha256, upload_id, uploaded) = match resume {
         None => (1, 0, ResumableSha256::default(), None, Vec::new()),
         Some(state) => (
-            state.next_part(),
+            next_part(&state),
             state.bytes,
-            state.sha256.clone(),
+            // The engine checks a checkpoint's hash state before it resumes from it.
+            ResumableSha256::from_state(&state.sha256).unwrap_or_default(),
             Some(state.upload_id.clone()),
             state
                 .parts
@@ -561,7 +543,7 @@ impl<S: ObjectStore + 'static> Upload<S> {
                                 })
                                 .collect(),
                             bytes,
-                            sha256,
+                            sha256: sha256.to_state(),
                         };
                         return Ok(UploadOutcome::Paused(state));
                     }

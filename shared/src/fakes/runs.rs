@@ -3,10 +3,11 @@
 //! page, and watermarks move only from the state the caller expects. Failures can be injected
 //! per operation, and a "concurrent" change can run right before the next write.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use crate::domain::export::run::{Run, RunMessage, Watermarks};
+use crate::domain::export::task::{TaskRecord, TaskState};
 use crate::error::{AwsCallError, StoreError};
 use crate::ports::{Page, RunQueue, RunStore};
 
@@ -19,6 +20,11 @@ pub enum RunOp {
     Update,
     Watermarks,
     AdvanceWatermarks,
+    CreateTasks,
+    Tasks,
+    TakeTask,
+    SaveTask,
+    CountWritten,
 }
 
 /// A connector's watermarks item: the map, its version and the run that moved it last.
@@ -34,6 +40,10 @@ pub struct RunsState {
     /// (connector id, run id) → run
     pub runs: BTreeMap<(String, String), Run>,
     pub watermarks: BTreeMap<String, StoredWatermarks>,
+    /// (connector id, run id, index) → task record
+    pub tasks: BTreeMap<(String, String, u32), TaskRecord>,
+    /// (connector id, run id) → indices counted as written
+    pub written: BTreeMap<(String, String), BTreeSet<u32>>,
 }
 
 type Interleave = Box<dyn FnOnce(&mut RunsState) + Send>;
@@ -183,6 +193,12 @@ impl RunStore for MemoryRunStore {
                 Some(stored) => (stored.watermarks.clone(), stored.version),
                 None => (Watermarks::new(), 0),
             };
+            let redone = current
+                .as_ref()
+                .is_some_and(|c| c.last_run_id == run_id && &c.watermarks == next);
+            if redone {
+                return Ok(());
+            }
             if &current_map != expected {
                 return Err(StoreError::Contended);
             }
@@ -197,6 +213,80 @@ impl RunStore for MemoryRunStore {
             Ok(())
         })
     }
+
+    async fn create_tasks(&self, connector_id: &str, tasks: &[TaskRecord]) -> Result<(), StoreError> {
+        self.write(RunOp::CreateTasks, |state| {
+            for task in tasks {
+                state
+                    .tasks
+                    .entry((connector_id.to_owned(), task.run_id.clone(), task.index))
+                    .or_insert_with(|| task.clone());
+            }
+            Ok(())
+        })
+    }
+
+    async fn tasks(&self, connector_id: &str, run_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        self.injected(RunOp::Tasks)?;
+        let state = self.state.lock().expect("not poisoned");
+        Ok(state
+            .tasks
+            .iter()
+            .filter(|((c, r, _), _)| c == connector_id && r == run_id)
+            .map(|(_, t)| t.clone())
+            .collect())
+    }
+
+    async fn take_task(
+        &self,
+        connector_id: &str,
+        run_id: &str,
+        index: u32,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        self.write(RunOp::TakeTask, |state| {
+            let Some(task) = state
+                .tasks
+                .get_mut(&(connector_id.to_owned(), run_id.to_owned(), index))
+            else {
+                return Ok(None);
+            };
+            if !task.is_free(now) {
+                return Ok(None);
+            }
+            task.attempts += 1;
+            task.state = TaskState::Writing;
+            task.lease_until = lease_until;
+            Ok(Some(task.clone()))
+        })
+    }
+
+    async fn save_task(&self, connector_id: &str, task: &TaskRecord) -> Result<(), StoreError> {
+        self.write(RunOp::SaveTask, |state| {
+            state.tasks.insert(
+                (connector_id.to_owned(), task.run_id.clone(), task.index),
+                task.clone(),
+            );
+            Ok(())
+        })
+    }
+
+    async fn count_written(
+        &self,
+        connector_id: &str,
+        run_id: &str,
+        index: u32,
+    ) -> Result<(u32, bool), StoreError> {
+        self.write(RunOp::CountWritten, |state| {
+            let written = state
+                .written
+                .entry((connector_id.to_owned(), run_id.to_owned()))
+                .or_default();
+            let counted = written.insert(index);
+            Ok((written.len() as u32, counted))
+        })
+    }
 }
 
 /// The export queue: messages in the order they were sent.
@@ -204,11 +294,22 @@ impl RunStore for MemoryRunStore {
 pub struct MemoryRunQueue {
     messages: Mutex<Vec<RunMessage>>,
     failures: Mutex<Vec<AwsCallError>>,
+    /// How many of `messages` a test has taken for delivery.
+    delivered: Mutex<usize>,
 }
 
 impl MemoryRunQueue {
     pub fn messages(&self) -> Vec<RunMessage> {
         self.messages.lock().expect("not poisoned").clone()
+    }
+
+    /// The messages sent since the last call (all of them are kept in `messages`).
+    pub fn take_new(&self) -> Vec<RunMessage> {
+        let messages = self.messages.lock().expect("not poisoned");
+        let mut delivered = self.delivered.lock().expect("not poisoned");
+        let new = messages[*delivered..].to_vec();
+        *delivered = messages.len();
+        new
     }
 
     /// The next send fails with `error` (and sends nothing).
@@ -238,6 +339,17 @@ impl RunQueue for MemoryRunQueue {
             .lock()
             .expect("not poisoned")
             .push(message.clone());
+        Ok(())
+    }
+
+    async fn enqueue_all(&self, messages: &[RunMessage]) -> Result<(), AwsCallError> {
+        if let Some(error) = self.failures.lock().expect("not poisoned").pop() {
+            return Err(error);
+        }
+        self.messages
+            .lock()
+            .expect("not poisoned")
+            .extend_from_slice(messages);
         Ok(())
     }
 }
@@ -384,11 +496,7 @@ mod tests {
 
         let queue = MemoryRunQueue::default();
         queue.fail_next(MemoryRunQueue::throttled());
-        let message = RunMessage {
-            tenant_id: "acme".into(),
-            connector_id: "con_1".into(),
-            run_id: "run_01".into(),
-        };
+        let message = RunMessage::start(&run("con_1", "run_01"));
         assert_eq!(
             queue.enqueue(&message).await.unwrap_err().code.as_deref(),
             Some("RequestThrottled")

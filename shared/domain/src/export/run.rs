@@ -93,6 +93,19 @@ pub struct RunPlan {
 }
 
 impl RunPlan {
+    /// The watermarks this run started from, given the current ones: every planned table at
+    /// its `after_seq` (absent when it had none).
+    pub fn watermarks_before(&self, current: &Watermarks) -> Watermarks {
+        let mut before = current.clone();
+        for table in &self.tables {
+            match table.after_seq {
+                Some(seq) => before.insert(table.table.clone(), seq),
+                None => before.remove(&table.table),
+            };
+        }
+        before
+    }
+
     /// The watermarks after this run: every planned table at its `through_seq`.
     pub fn watermarks_after(&self, before: &Watermarks) -> Watermarks {
         let mut after = before.clone();
@@ -245,10 +258,37 @@ pub struct WatermarkRange {
     pub through: Option<u64>,
 }
 
-/// The export queue's message: start (or continue) this run.
+/// The export queue's message: start this run (plan it and fan its files out), or, with
+/// `task`, write (or continue) one of its files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunMessage {
     pub tenant_id: String,
     pub connector_id: String,
     pub run_id: String,
+    /// The file's index in the run's plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<u32>,
+    /// Which continuation of the task this message carries (0: its first message).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub continuation: u32,
+}
+
+impl RunMessage {
+    pub fn start(run: &Run) -> Self {
+        RunMessage {
+            tenant_id: run.tenant_id.clone(),
+            connector_id: run.connector_id.clone(),
+            run_id: run.run_id.clone(),
+            task: None,
+            continuation: 0,
+        }
+    }
+
+    pub fn for_task(&self, index: u32, continuation: u32) -> Self {
+        RunMessage {
+            task: Some(index),
+            continuation,
+            ..self.clone()
+        }
+    }
 }

@@ -10,7 +10,8 @@ use crate::domain::connector::platform::OwnResources;
 use crate::domain::export::run::RunTrigger;
 use crate::domain::testing::{EXTERNAL_ID, export_connector};
 use crate::fakes::lake::MemoryLake;
-use crate::fakes::runs::MemoryRunStore;
+use crate::fakes::claims::MemoryRunClaims;
+use crate::fakes::runs::{MemoryRunQueue, MemoryRunStore, RunOp};
 use crate::fakes::storage::{Fault, MemoryStorage, Op};
 use crate::fakes::sts::{FakeRole, MemorySts};
 use crate::fakes::{MemoryConnectorStore, MemorySecretStore};
@@ -27,6 +28,8 @@ type Engine = ExportEngine<
     MemorySts,
     MemorySecretStore,
     MemoryStorage,
+    MemoryRunQueue,
+    MemoryRunClaims,
 >;
 
 struct World {
@@ -41,6 +44,10 @@ fn world(export: serde_json::Value) -> World {
 }
 
 fn world_with(connector: Connector) -> World {
+    world_with_settings(connector, ExportSettings::new(std::env::temp_dir()))
+}
+
+fn world_with_settings(connector: Connector, settings: ExportSettings) -> World {
     let sts = MemorySts::new(PRINCIPAL).with_role(
         ROLE,
         FakeRole {
@@ -69,14 +76,15 @@ fn world_with(connector: Connector) -> World {
     let lake = Arc::new(MemoryLake::new());
     let engine = ExportEngine::new(
         lake.clone(),
-        MemoryRunStore::default(),
-        connectors,
+        RunStores {
+            runs: MemoryRunStore::default(),
+            connectors,
+            queue: MemoryRunQueue::default(),
+            claims: MemoryRunClaims::default(),
+        },
         Arc::new(broker),
         storage.clone(),
-        ExportSettings {
-            upload: UploadSettings::default(),
-            spool_dir: std::env::temp_dir(),
-        },
+        settings,
     );
     World {
         engine,
@@ -100,8 +108,15 @@ impl World {
         batch
     }
 
-    /// Queues a run and carries it out.
+    /// Queues a run and delivers the export queue's messages until none is left.
     async fn run(&self) -> Result<Option<Run>, EngineError> {
+        let run_id = self.queue_run().await;
+        self.deliver_all(&Delivery::unbounded()).await;
+        Ok(self.engine.runs.get(&self.connector.connector_id, &run_id).await?)
+    }
+
+    /// Records a run `queued` and sends its start message, as the API and the tick do.
+    async fn queue_run(&self) -> String {
         let run_id = format!("run_{}", uuid::Uuid::now_v7().simple());
         let run = Run::queued(
             &self.connector.tenant_id,
@@ -111,7 +126,38 @@ impl World {
             Utc::now(),
         );
         self.engine.runs.create(&run).await.unwrap();
-        self.engine.execute(&self.message(&run_id)).await
+        self.engine
+            .queue
+            .enqueue(&RunMessage::start(&run))
+            .await
+            .unwrap();
+        run_id
+    }
+
+    /// Delivers every message sent so far and those they send, as SQS and Lambda would: a
+    /// message whose delivery fails is delivered again (with a higher receive count) up to
+    /// the queue's maxReceiveCount, then dropped as SQS moves it to the dead-letter queue.
+    /// The failures, in order.
+    async fn deliver_all(&self, delivery: &Delivery) -> Vec<EngineError> {
+        let mut failures = Vec::new();
+        let mut pending: Vec<(RunMessage, u32)> = Vec::new();
+        for _ in 0..1_000 {
+            pending.extend(self.engine.queue.take_new().into_iter().map(|m| (m, 1)));
+            let Some((message, count)) = (!pending.is_empty()).then(|| pending.remove(0)) else {
+                return failures;
+            };
+            let this = Delivery {
+                receive_count: count,
+                ..*delivery
+            };
+            if let Err(e) = self.engine.execute(&message, &this).await {
+                failures.push(e);
+                if count < self.engine.settings.max_receive_count {
+                    pending.push((message, count + 1));
+                }
+            }
+        }
+        panic!("the queue did not drain");
     }
 
     fn message(&self, run_id: &str) -> RunMessage {
@@ -119,6 +165,8 @@ impl World {
             tenant_id: self.connector.tenant_id.clone(),
             connector_id: self.connector.connector_id.clone(),
             run_id: run_id.to_owned(),
+            task: None,
+            continuation: 0,
         }
     }
 
@@ -262,52 +310,39 @@ async fn a_run_writes_its_files_then_the_manifest_then_the_marker_then_moves_the
 async fn a_redelivered_run_after_a_failure_on_our_side_overwrites_and_never_adds() {
     let w = world(json!({"tables": [{"name": "sales"}]}));
     w.append(SeedTable::Sales, 0, 40);
-    // The manifest's write is throttled past the retries: the run stops and is delivered again.
+    // The manifest's write is throttled past the retries: the finishing step stops and its
+    // message is delivered again.
     w.storage
         .fail_times(Op::Put, "exports/_runs/", Fault::SlowDown, 1);
-    let run_id = format!("run_{}", uuid::Uuid::now_v7().simple());
-    let run = Run::queued(
-        &w.connector.tenant_id,
-        &w.connector.connector_id,
-        run_id.clone(),
-        RunTrigger::Api,
-        Utc::now(),
-    );
-    w.engine.runs.create(&run).await.unwrap();
-    let first = w.engine.execute(&w.message(&run_id)).await;
-    assert!(matches!(first, Err(EngineError::Retry(_))), "{first:?}");
-    assert_eq!(
-        w.watermarks().await,
-        Watermarks::new(),
-        "no watermark before the marker"
-    );
-    let keys_after_first = w.keys();
-
-    let second = w
+    let run_id = w.queue_run().await;
+    let failures = w.deliver_all(&Delivery::unbounded()).await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(matches!(failures[0], EngineError::Retry(_)));
+    let run = w
         .engine
-        .execute(&w.message(&run_id))
+        .runs
+        .get(&w.connector.connector_id, &run_id)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(second.status, RunStatus::Succeeded, "{:?}", second.error);
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
     let data: Vec<String> = w
         .keys()
         .into_iter()
         .filter(|k| !k.contains("/_runs/"))
         .collect();
     assert_eq!(data.len(), 1, "one data file, not two: {data:?}");
-    assert!(keys_after_first.iter().all(|k| w.keys().contains(k)));
     assert_eq!(w.watermarks().await.get("sales"), Some(&1));
 
-    // And a third delivery of a finished run writes nothing.
+    // And another delivery of a finished run's messages writes nothing.
     let calls = w.storage.calls().len();
-    let third = w
+    let again = w
         .engine
-        .execute(&w.message(&run_id))
+        .execute(&w.message(&run_id), &Delivery::unbounded())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(third.status, RunStatus::Succeeded);
+    assert_eq!(again.status, RunStatus::Succeeded);
     assert_eq!(w.storage.calls().len(), calls);
 }
 
