@@ -362,7 +362,11 @@ impl RunStore for DynamoRunStore {
         }
     }
 
-    async fn create_tasks(&self, connector_id: &str, tasks: &[TaskRecord]) -> Result<(), StoreError> {
+    async fn create_tasks(
+        &self,
+        connector_id: &str,
+        tasks: &[TaskRecord],
+    ) -> Result<(), StoreError> {
         for task in tasks {
             let result = self
                 .client
@@ -390,10 +394,7 @@ impl RunStore for DynamoRunStore {
             .table_name(&self.table)
             .key_condition_expression("connector_id = :c AND begins_with(run_id, :task)")
             .expression_attribute_values(":c", AttributeValue::S(connector_id.to_owned()))
-            .expression_attribute_values(
-                ":task",
-                AttributeValue::S(format!("task#{run_id}#")),
-            )
+            .expression_attribute_values(":task", AttributeValue::S(format!("task#{run_id}#")))
             .consistent_read(true)
             .into_paginator()
             .items()
@@ -433,16 +434,15 @@ impl RunStore for DynamoRunStore {
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(
                 ":at",
-                AttributeValue::S(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+                AttributeValue::S(
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                ),
             )
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await;
         match result {
-            Ok(out) => out
-                .attributes
-                .map(task_from_item)
-                .transpose(),
+            Ok(out) => out.attributes.map(task_from_item).transpose(),
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
@@ -516,7 +516,11 @@ impl RunStore for DynamoRunStore {
             Some(AttributeValue::N(n)) => n
                 .parse()
                 .map_err(|_| StoreError::Corrupt(format!("written_count {n:?} of run {run_id}")))?,
-            _ => return Err(StoreError::Corrupt(format!("run {run_id} has no written_count"))),
+            _ => {
+                return Err(StoreError::Corrupt(format!(
+                    "run {run_id} has no written_count"
+                )));
+            }
         };
         Ok((count, counted))
     }

@@ -32,8 +32,8 @@ use crate::domain::export::task::{Checkpoint, TaskRecord, TaskState};
 use crate::domain::setup::checks::{missing_permission, objects_arn};
 use crate::error::{AwsCallError, StoreError};
 use crate::export::encode::{self, EncodeError, ParquetCodec};
-use crate::export::sink::ByteSink;
 use crate::export::resumable_sha256::ResumableSha256;
+use crate::export::sink::ByteSink;
 use crate::export::upload::{self, UploadError, UploadOutcome, UploadSettings};
 use crate::export::{compress, pgp};
 use crate::lake::{Lake, LakeError, LakePart};
@@ -307,7 +307,10 @@ where
             }
         };
         check_watermarks(&plan, &watermarks)?;
-        let tasks = self.runs.tasks(&connector.connector_id, &run.run_id).await?;
+        let tasks = self
+            .runs
+            .tasks(&connector.connector_id, &run.run_id)
+            .await?;
         self.sweep_uploads(connector, &store, run, &tasks).await;
         if plan.files.is_empty() {
             return self.finish_run(connector, &store, run, &plan).await;
@@ -322,7 +325,10 @@ where
         self.runs
             .create_tasks(&connector.connector_id, &records)
             .await?;
-        let tasks = self.runs.tasks(&connector.connector_id, &run.run_id).await?;
+        let tasks = self
+            .runs
+            .tasks(&connector.connector_id, &run.run_id)
+            .await?;
         let message = RunMessage::start(run);
         let to_send: Vec<RunMessage> = tasks
             .iter()
@@ -364,16 +370,27 @@ where
         let lease_until = now + self.settings.task_lease.as_secs() as i64;
         let taken = self
             .runs
-            .take_task(&connector.connector_id, &run.run_id, index, now, lease_until)
+            .take_task(
+                &connector.connector_id,
+                &run.run_id,
+                index,
+                now,
+                lease_until,
+            )
             .await?;
         let Some(mut task) = taken else {
-            let tasks = self.runs.tasks(&connector.connector_id, &run.run_id).await?;
+            let tasks = self
+                .runs
+                .tasks(&connector.connector_id, &run.run_id)
+                .await?;
             if tasks
                 .iter()
                 .any(|t| t.index == index && t.state == TaskState::Written)
             {
                 // Written before; a crash may have come before it was counted.
-                return self.count_and_finish(connector, run, &plan, index, None).await;
+                return self
+                    .count_and_finish(connector, run, &plan, index, None)
+                    .await;
             }
             tracing::info!(run_id = %run.run_id, index, "file task held by another invocation; duplicate dropped");
             return Ok(());
@@ -428,15 +445,19 @@ where
             )
             .await;
         task.updated_at = Utc::now();
-        match written {
+        let outcome = match written {
             Ok(FileOutcome::Written(written, schema)) => {
                 task.state = TaskState::Written;
                 task.written = Some(written);
                 task.schema = schema;
                 task.lease_until = 0;
-                self.runs.save_task(&connector.connector_id, &task).await?;
-                self.count_and_finish(connector, run, &plan, index, Some(store.as_ref()))
-                    .await
+                match self.runs.save_task(&connector.connector_id, &task).await {
+                    Ok(()) => {
+                        self.count_and_finish(connector, run, &plan, index, Some(store.as_ref()))
+                            .await
+                    }
+                    Err(e) => Err(e.into()),
+                }
             }
             Ok(FileOutcome::Paused(checkpoint)) => {
                 task.continuations += 1;
@@ -448,11 +469,14 @@ where
                     "file task near its deadline: checkpointed, continuing in a new invocation"
                 );
                 task.checkpoint = Some(checkpoint);
-                self.runs.save_task(&connector.connector_id, &task).await?;
-                self.queue
-                    .enqueue(&message.for_task(index, task.continuations))
-                    .await
-                    .map_err(|e| Stop::Retry(EngineError::Retry(e)))
+                match self.runs.save_task(&connector.connector_id, &task).await {
+                    Ok(()) => self
+                        .queue
+                        .enqueue(&message.for_task(index, task.continuations))
+                        .await
+                        .map_err(|e| Stop::Retry(EngineError::Retry(e))),
+                    Err(e) => Err(e.into()),
+                }
             }
             Err(Stop::Failed(error)) => {
                 task.state = TaskState::Failed;
@@ -461,15 +485,17 @@ where
                 self.runs.save_task(&connector.connector_id, &task).await?;
                 Err(Stop::Failed(error))
             }
-            Err(Stop::Retry(e)) => {
-                // Free the task at once for the redelivery.
-                task.lease_until = 0;
-                if let Err(save) = self.runs.save_task(&connector.connector_id, &task).await {
-                    tracing::warn!(error = %save, "could not release the file task");
-                }
-                Err(Stop::Retry(e))
+            Err(retry) => Err(retry),
+        };
+        if matches!(outcome, Err(Stop::Retry(_))) {
+            // Free the task (with what it achieved) for the redelivery at once, rather than
+            // when its lease lapses.
+            task.lease_until = 0;
+            if let Err(save) = self.runs.save_task(&connector.connector_id, &task).await {
+                tracing::warn!(error = %save, "could not release the file task");
             }
         }
+        outcome
     }
 
     /// Counts file `index` as written (once), and finishes the run when it was the last.
@@ -506,7 +532,10 @@ where
         run: &mut Run,
         plan: &RunPlan,
     ) -> Result<(), Stop> {
-        let tasks = self.runs.tasks(&connector.connector_id, &run.run_id).await?;
+        let tasks = self
+            .runs
+            .tasks(&connector.connector_id, &run.run_id)
+            .await?;
         let mut files = Vec::with_capacity(plan.files.len());
         let mut manifest_files = Vec::with_capacity(plan.files.len());
         for (i, _) in plan.files.iter().enumerate() {
@@ -548,13 +577,20 @@ where
                 .collect(),
         };
         let body = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
-        self.put_small(connector, store, &plan.manifest_key, body, "application/json")
-            .await?;
+        self.put_small(
+            connector,
+            store,
+            &plan.manifest_key,
+            body,
+            "application/json",
+        )
+        .await?;
         if let Some(done) = &plan.done_key {
             self.put_small(connector, store, done, Vec::new(), "text/plain")
                 .await?;
         }
-        let expected = plan.watermarks_before(&self.runs.watermarks(&connector.connector_id).await?);
+        let expected =
+            plan.watermarks_before(&self.runs.watermarks(&connector.connector_id).await?);
         let next = plan.watermarks_after(&expected);
         match self
             .runs
@@ -693,7 +729,9 @@ where
                     self.abort_quietly(store, key, &upload.upload_id).await;
                 }
             }
-            Err(e) => tracing::warn!(%key, error = %e, "could not list open uploads of a restarted file"),
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "could not list open uploads of a restarted file")
+            }
         }
     }
 
@@ -745,17 +783,15 @@ where
         let key = connector.challenge_key();
         match store.head_object(&key).await {
             Ok(_) => Ok(()),
-            Err(e) if e.http_status == Some(404) => {
-                Err(Stop::Failed(RunError {
-                    reason: "challenge_file_missing".into(),
-                    message: format!("s3://{}/{key} is gone", connector.bucket),
-                    remediation: format!(
-                        "upload an empty object named {:?} to s3://{}/{} again and keep it there, then validate the connector",
-                        connector.challenge_file, connector.bucket, connector.prefix
-                    ),
-                    aws_error_code: e.effective_code().map(str::to_owned),
-                }))
-            }
+            Err(e) if e.http_status == Some(404) => Err(Stop::Failed(RunError {
+                reason: "challenge_file_missing".into(),
+                message: format!("s3://{}/{key} is gone", connector.bucket),
+                remediation: format!(
+                    "upload an empty object named {:?} to s3://{}/{} again and keep it there, then validate the connector",
+                    connector.challenge_file, connector.bucket, connector.prefix
+                ),
+                aws_error_code: e.effective_code().map(str::to_owned),
+            })),
             Err(e) => Err(bucket_failure(
                 connector,
                 e,
@@ -1365,12 +1401,12 @@ impl<L: Lake> FilePipeline<L> {
         };
         // A continued file has its header already.
         let format = match (&options.format, &self.resume) {
-            (FileFormat::Delimited(settings), Some(_)) => FileFormat::Delimited(
-                crate::domain::connector::DelimitedFormat {
+            (FileFormat::Delimited(settings), Some(_)) => {
+                FileFormat::Delimited(crate::domain::connector::DelimitedFormat {
                     header: false,
                     ..settings.clone()
-                },
-            ),
+                })
+            }
             (format, _) => format.clone(),
         };
         let mut encoder = encode::encoder(&format, codec, self.projection.schema.clone(), sink)?;
@@ -1401,7 +1437,10 @@ impl<L: Lake> FilePipeline<L> {
                 };
                 into_part += batch.num_rows() as u64;
                 encoder.write_batch(&self.projection.apply(&batch)?)?;
-                if self.pause_at.is_some_and(|at| std::time::Instant::now() >= at) {
+                if self
+                    .pause_at
+                    .is_some_and(|at| std::time::Instant::now() >= at)
+                {
                     self.pause.hold();
                     if self.pause.can_pause() {
                         let rows = encoder.rows();

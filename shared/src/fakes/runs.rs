@@ -214,7 +214,11 @@ impl RunStore for MemoryRunStore {
         })
     }
 
-    async fn create_tasks(&self, connector_id: &str, tasks: &[TaskRecord]) -> Result<(), StoreError> {
+    async fn create_tasks(
+        &self,
+        connector_id: &str,
+        tasks: &[TaskRecord],
+    ) -> Result<(), StoreError> {
         self.write(RunOp::CreateTasks, |state| {
             for task in tasks {
                 state
@@ -246,9 +250,10 @@ impl RunStore for MemoryRunStore {
         lease_until: i64,
     ) -> Result<Option<TaskRecord>, StoreError> {
         self.write(RunOp::TakeTask, |state| {
-            let Some(task) = state
-                .tasks
-                .get_mut(&(connector_id.to_owned(), run_id.to_owned(), index))
+            let Some(task) =
+                state
+                    .tasks
+                    .get_mut(&(connector_id.to_owned(), run_id.to_owned(), index))
             else {
                 return Ok(None);
             };

@@ -279,6 +279,18 @@ impl MemoryStorage {
         });
     }
 
+    /// The first `passes` such calls succeed, the next `times` answer `fault`, later ones
+    /// succeed again (an upload interrupted between two parts, then delivered again).
+    pub fn fail_between(&self, op: Op, key_prefix: &str, fault: Fault, passes: u32, times: u32) {
+        self.lock().rules.push(Rule {
+            op,
+            key_prefix: key_prefix.to_owned(),
+            fault,
+            passes,
+            remaining: Some(times),
+        });
+    }
+
     fn add_rule(&self, op: Op, key_prefix: &str, fault: Fault, remaining: Option<u32>) {
         self.lock().rules.push(Rule {
             op,

@@ -93,7 +93,13 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
-    pub fn pending(run_id: &str, index: u32, file: &FileTask, now: DateTime<Utc>, expires_at: i64) -> Self {
+    pub fn pending(
+        run_id: &str,
+        index: u32,
+        file: &FileTask,
+        now: DateTime<Utc>,
+        expires_at: i64,
+    ) -> Self {
         TaskRecord {
             run_id: run_id.to_owned(),
             index,
