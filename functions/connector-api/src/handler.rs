@@ -334,6 +334,7 @@ impl<S: ConnectorStore, K: SecretStore, V: Validate, R: RunStore, Q: RunQueue> A
                 self.list_runs(&tenant, id, limit, after.as_deref()).await
             }
             Action::GetRun => self.get_run(&tenant, id, &run_id).await,
+            Action::RetryRun => self.retry_run(&tenant, id, &run_id).await,
         }
     }
 }

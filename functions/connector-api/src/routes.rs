@@ -20,6 +20,7 @@ pub enum Action {
     StartRun,
     ListRuns,
     GetRun,
+    RetryRun,
 }
 
 /// (method, path template, action). Templates use `{id}` like API Gateway and OpenAPI.
@@ -41,6 +42,11 @@ pub const ROUTES: &[(Method, &str, Action)] = &[
         Method::GET,
         "/connectors/{id}/runs/{run_id}",
         Action::GetRun,
+    ),
+    (
+        Method::POST,
+        "/connectors/{id}/runs/{run_id}/retry",
+        Action::RetryRun,
     ),
 ];
 
@@ -126,7 +132,12 @@ mod tests {
                 "GET /connectors/{id}/runs/{run_id}",
                 Some((Action::GetRun, true, true)),
             ),
+            (
+                "POST /connectors/{id}/runs/{run_id}/retry",
+                Some((Action::RetryRun, true, true)),
+            ),
             ("POST /connectors/{id}/runs/{run_id}", None),
+            ("GET /connectors/{id}/runs/{run_id}/retry", None),
             ("GET /connectors/{id}/runs/{id}", None),
             // Keys are exact: API Gateway sends the template, never the request's own path.
             ("GET /connectors/con_1", None),

@@ -12,7 +12,7 @@ use serde_json::Value;
 use shared::domain::connector::due_shards;
 use shared::domain::export::run::RunMessage;
 use shared::error::StoreError;
-use shared::export::engine::ExecuteRun;
+use shared::export::engine::{Delivery, ExecuteRun};
 use shared::ports::ConnectorStore;
 
 /// Upper bound of connectors looked at per shard and tick; the rest wait for the next tick.
@@ -43,10 +43,11 @@ pub async fn handle<S: ConnectorStore, E: ExecuteRun>(
     store: &S,
     engine: &E,
     event: Value,
+    deadline: Option<std::time::Instant>,
 ) -> Result<Value, HandlerError> {
     if event.get("Records").is_some() {
         let batch: SqsEvent = serde_json::from_value(event).map_err(HandlerError::UnknownEvent)?;
-        let response = runs(engine, batch).await;
+        let response = runs(engine, batch, deadline).await;
         Ok(serde_json::to_value(response).expect("a batch response serialises"))
     } else {
         let tick_event: EventBridgeEvent =
@@ -58,9 +59,15 @@ pub async fn handle<S: ConnectorStore, E: ExecuteRun>(
 
 /// One run per message. A message that fails on our side (or does not parse) is reported as a
 /// batch item failure: SQS delivers it again, and after the queue's maxReceiveCount it goes to
-/// the dead-letter queue, where an operator sees it. A run that failed for a reason the
-/// customer must fix is finished, not retried.
-pub async fn runs<E: ExecuteRun>(engine: &E, batch: SqsEvent) -> SqsBatchResponse {
+/// the dead-letter queue, where an operator sees it (and the run records why, on that last
+/// delivery). A run that failed for a reason the customer must fix is finished, not retried.
+/// `deadline` is the invocation's: a file task near it checkpoints and continues in a new
+/// message.
+pub async fn runs<E: ExecuteRun>(
+    engine: &E,
+    batch: SqsEvent,
+    deadline: Option<std::time::Instant>,
+) -> SqsBatchResponse {
     let mut failures = Vec::new();
     for record in batch.records {
         let id = record.message_id.clone().unwrap_or_default();
@@ -73,14 +80,23 @@ pub async fn runs<E: ExecuteRun>(engine: &E, batch: SqsEvent) -> SqsBatchRespons
                 continue;
             }
         };
+        let delivery = Delivery {
+            deadline,
+            receive_count: record
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1),
+        };
         let span = tracing::info_span!(
             "run",
             tenant_id = %message.tenant_id,
             connector_id = %message.connector_id,
-            run_id = %message.run_id
+            run_id = %message.run_id,
+            task = ?message.task,
         );
         let _entered = span.enter();
-        if let Err(e) = engine.execute_run(&message).await {
+        if let Err(e) = engine.execute_run(&message, &delivery).await {
             tracing::warn!(error = %e, "run interrupted; the message will be delivered again");
             failures.push(id);
         }
@@ -138,12 +154,19 @@ mod tests {
     /// Records the runs asked for; fails those whose run id starts with `retry`.
     #[derive(Default)]
     struct FakeEngine {
-        asked: Mutex<Vec<RunMessage>>,
+        asked: Mutex<Vec<(RunMessage, u32)>>,
     }
 
     impl ExecuteRun for FakeEngine {
-        async fn execute_run(&self, message: &RunMessage) -> Result<Option<Run>, EngineError> {
-            self.asked.lock().unwrap().push(message.clone());
+        async fn execute_run(
+            &self,
+            message: &RunMessage,
+            delivery: &Delivery,
+        ) -> Result<Option<Run>, EngineError> {
+            self.asked
+                .lock()
+                .unwrap()
+                .push((message.clone(), delivery.receive_count));
             if message.run_id.starts_with("retry") {
                 return Err(EngineError::Retry(AwsCallError {
                     service: "dynamodb",
@@ -159,7 +182,7 @@ mod tests {
     }
 
     fn record(id: &str, body: &str) -> Value {
-        json!({"messageId": id, "receiptHandle": "h", "body": body, "attributes": {}, "messageAttributes": {},
+        json!({"messageId": id, "receiptHandle": "h", "body": body, "attributes": {"ApproximateReceiveCount": "2"}, "messageAttributes": {},
                "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:export", "awsRegion": "us-east-1"})
     }
 
@@ -177,7 +200,7 @@ mod tests {
             record("m4", &message("run_c")),
         ]}))
         .unwrap();
-        let response = runs(&engine, batch).await;
+        let response = runs(&engine, batch, None).await;
         let failed: Vec<&str> = response
             .batch_item_failures
             .iter()
@@ -189,12 +212,12 @@ mod tests {
             .lock()
             .unwrap()
             .iter()
-            .map(|m| m.run_id.clone())
+            .map(|(m, count)| format!("{}/{count}", m.run_id))
             .collect();
         assert_eq!(
             asked,
-            vec!["run_a", "retry_b", "run_c"],
-            "a bad message does not stop the batch"
+            vec!["run_a/2", "retry_b/2", "run_c/2"],
+            "a bad message does not stop the batch; each carries its receive count"
         );
     }
 

@@ -132,11 +132,7 @@ impl<S: ConnectorStore, K: SecretStore, V: Validate, R: RunStore, Q: RunQueue> A
 
         let mut run = Run::queued(tenant, id, new_run_id(), RunTrigger::Api, now);
         self.runs.create(&run).await.map_err(store_failure)?;
-        let message = RunMessage {
-            tenant_id: tenant.to_owned(),
-            connector_id: id.to_owned(),
-            run_id: run.run_id.clone(),
-        };
+        let message = RunMessage::start(&run);
         if let Err(aws) = self.queue.enqueue(&message).await {
             tracing::error!(run_id = %run.run_id, error = %aws, "the export queue refused a run");
             run.status = RunStatus::Failed;
@@ -240,7 +236,99 @@ impl<S: ConnectorStore, K: SecretStore, V: Validate, R: RunStore, Q: RunQueue> A
             .map_err(store_failure)?
             .filter(|run| run.tenant_id == tenant)
             .ok_or_else(run_not_found)?;
-        Ok(run_response(StatusCode::OK, &run))
+        let tasks = self.runs.tasks(id, run_id).await.map_err(store_failure)?;
+        Ok(json_response(
+            StatusCode::OK,
+            &RunView::with_tasks(&run, &tasks),
+        ))
+    }
+
+    /// `POST /connectors/{id}/runs/{run_id}/retry`: a failed run once more, with its plan and
+    /// so its keys; files it wrote stay written, the others are written again; 202.
+    pub(super) async fn retry_run(
+        &self,
+        tenant: &str,
+        id: &str,
+        run_id: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let connector = self.connector(tenant, id).await?;
+        if connector.status != ConnectorStatus::Active {
+            let status = status_name(connector.status);
+            return Err(ApiError::field(
+                StatusCode::CONFLICT,
+                "connector_not_active",
+                "status",
+                &format!(
+                    "is {status}, must be active: validate it first (POST /connectors/{id}/validate) and retry once validation passes"
+                ),
+            ));
+        }
+        let mut run = self
+            .runs
+            .get(id, run_id)
+            .await
+            .map_err(store_failure)?
+            .filter(|run| run.tenant_id == tenant)
+            .ok_or_else(run_not_found)?;
+        if run.status != RunStatus::Failed {
+            let status = serde_json::to_value(run.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            return Err(ApiError::field(
+                StatusCode::CONFLICT,
+                "run_not_failed",
+                "status",
+                &format!("is {status}: only a failed run can be retried"),
+            ));
+        }
+        if let Some(plan) = &run.plan {
+            let watermarks = self.runs.watermarks(id).await.map_err(store_failure)?;
+            if plan
+                .tables
+                .iter()
+                .any(|t| watermarks.get(&t.table).copied() != t.after_seq)
+            {
+                return Err(ApiError::field(
+                    StatusCode::CONFLICT,
+                    "watermark_moved",
+                    "plan",
+                    &format!(
+                        "a later run already exported these rows; start a new run (POST /connectors/{id}/runs) for what is new"
+                    ),
+                ));
+            }
+        }
+        if let Some(open) = self.open_run(id, Utc::now()).await? {
+            return Err(ApiError::field(
+                StatusCode::CONFLICT,
+                "run_in_progress",
+                "runs",
+                &format!(
+                    "run {} is not finished; retry once it is (GET {})",
+                    open.run_id,
+                    run_path(id, &open.run_id)
+                ),
+            )
+            .with_details("run_id", json!(open.run_id)));
+        }
+        let failed = run.clone();
+        run.status = RunStatus::Queued;
+        run.error = None;
+        run.finished_at = None;
+        self.runs.update(&run).await.map_err(store_failure)?;
+        if let Err(aws) = self.queue.enqueue(&RunMessage::start(&run)).await {
+            tracing::error!(run_id = %run.run_id, error = %aws, "the export queue refused a retry");
+            if let Err(e) = self.runs.update(&failed).await {
+                tracing::error!(run_id = %run.run_id, error = %e, "could not restore the failed run");
+            }
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the retry could not be queued; the run stays failed, retry again in a few minutes",
+            ));
+        }
+        Ok(run_response(StatusCode::ACCEPTED, &run))
     }
 }
 

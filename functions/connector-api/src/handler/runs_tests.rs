@@ -200,14 +200,7 @@ async fn a_started_run_is_recorded_queued_enqueued_and_answered_202() {
         (run.status, run.trigger, run.tenant_id.as_str()),
         (RunStatus::Queued, RunTrigger::Api, "acme")
     );
-    assert_eq!(
-        app.queue.messages(),
-        [RunMessage {
-            tenant_id: "acme".into(),
-            connector_id: EXPORT.into(),
-            run_id: run_id.clone()
-        }]
-    );
+    assert_eq!(app.queue.messages(), [RunMessage::start(run)]);
     // What the POST answered is what a GET shows.
     let read = call(
         &app,
@@ -215,7 +208,60 @@ async fn a_started_run_is_recorded_queued_enqueued_and_answered_202() {
     )
     .await;
     assert_eq!(read.status, 200);
-    assert_eq!(read.body, out.body);
+    // A read adds the file tasks (none before the run is planned); the rest is the same.
+    assert_eq!(read.body["tasks"], json!([]));
+    assert_eq!(out.body["tasks"], Value::Null);
+    let (mut read, mut out) = (read.body, out.body);
+    read.as_object_mut().unwrap().remove("tasks");
+    out.as_object_mut().unwrap().remove("tasks");
+    assert_eq!(read, out);
+}
+
+#[tokio::test]
+async fn a_failed_run_is_retried_with_its_plan_and_anything_else_is_refused() {
+    let app = app();
+    let run_id = start(&app, "acme", EXPORT).await.body["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let retry = |tenant| {
+        let mut request = event("retry-run", tenant, EXPORT, Some(&run_id), "");
+        *request.uri_mut() = format!("/connectors/{EXPORT}/runs/{run_id}/retry")
+            .parse()
+            .unwrap();
+        request
+    };
+    // Queued: not failed yet.
+    let refused = call(&app, retry(Some("acme"))).await;
+    assert_eq!(refused.status, 409);
+    assert_eq!(
+        refused.body["error"]["code"], "run_not_failed",
+        "{}",
+        refused.body
+    );
+    assert!(rule_of(&refused.body, "status").contains("only a failed run"));
+
+    // Failed, with a plan whose watermark is still in place: queued again, same plan.
+    let mut run = app.runs.state().runs[&(EXPORT.to_owned(), run_id.clone())].clone();
+    run.status = RunStatus::Failed;
+    run.finished_at = Some(Utc::now());
+    run.error = Some(shared::domain::export::run::RunError {
+        reason: "access_denied".into(),
+        message: "denied".into(),
+        remediation: "grant s3:PutObject".into(),
+        aws_error_code: Some("AccessDenied".into()),
+    });
+    app.runs.insert(run.clone());
+    let other = call(&app, retry(Some("globex"))).await;
+    assert_eq!(other.status, 404, "another tenant's run does not exist");
+    let sent = app.queue.messages().len();
+    let retried = call(&app, retry(Some("acme"))).await;
+    assert_eq!(retried.status, 202, "{}", retried.body);
+    assert_eq!(retried.body["status"], "queued");
+    assert_eq!(retried.body["error"], Value::Null);
+    let messages = app.queue.messages();
+    assert_eq!(messages.len(), sent + 1);
+    assert_eq!(messages.last().unwrap(), &RunMessage::start(&run));
 }
 
 /// One refused start: every one is a 409 naming the field and the rule.
@@ -649,12 +695,15 @@ async fn the_view_shows_plan_files_outcome_and_links() {
             "files",
             "finished_at",
             "links",
+            "missed_slots",
             "plan",
             "requested_at",
             "rows",
             "run_id",
+            "slot",
             "started_at",
             "status",
+            "tasks",
             "trigger"
         ]
     );

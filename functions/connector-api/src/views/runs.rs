@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::domain::export::run::{Run, RunError, RunPlan, RunStatus, RunTrigger, WrittenFile};
+use shared::domain::export::task::{TaskRecord, TaskState};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunView {
@@ -23,7 +24,70 @@ pub struct RunView {
     pub plan: Option<RunPlanView>,
     pub files: Vec<WrittenFileView>,
     pub error: Option<RunErrorView>,
+    /// The schedule slot of a scheduled run (`null` for one started by the API).
+    pub slot: Option<DateTime<Utc>>,
+    /// Earlier slots that passed unclaimed (the service was down) and this run covers.
+    pub missed_slots: u32,
+    /// Each file task's state; `null` in listings (read one run for them).
+    pub tasks: Option<Vec<TaskView>>,
     pub links: RunLinks,
+}
+
+/// One file task: where its file stands and what it took.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskView {
+    pub index: u32,
+    pub key: String,
+    pub table: String,
+    pub state: TaskState,
+    /// Invocations that took the task, continuations included.
+    pub attempts: u32,
+    /// Times the task checkpointed near the function's deadline and went on in a new one.
+    pub continuations: u32,
+    /// Times the file was started over (a format that cannot continue mid-file).
+    pub restarts: u32,
+    /// Rows written so far (all of them once `written`).
+    pub rows: u64,
+    pub error: Option<RunErrorView>,
+}
+
+impl From<&TaskRecord> for TaskView {
+    fn from(t: &TaskRecord) -> Self {
+        TaskView {
+            index: t.index,
+            key: t.key.clone(),
+            table: t.table.clone(),
+            state: t.state,
+            attempts: t.attempts,
+            continuations: t.continuations,
+            restarts: t.restarts,
+            rows: t
+                .written
+                .as_ref()
+                .map(|w| w.rows)
+                .or(t.checkpoint.as_ref().map(|c| c.rows))
+                .unwrap_or(0),
+            error: t.error.as_ref().map(RunErrorView::from),
+        }
+    }
+}
+
+impl RunView {
+    /// The run with its file tasks; while it runs, the files written so far come from them.
+    pub fn with_tasks(run: &Run, tasks: &[TaskRecord]) -> Self {
+        let mut view = RunView::from(run);
+        if run.files.is_empty() {
+            view.files = tasks
+                .iter()
+                .filter_map(|t| t.written.as_ref())
+                .map(WrittenFileView::from)
+                .collect();
+            view.rows = view.files.iter().map(|f| f.rows).sum();
+            view.bytes = view.files.iter().map(|f| f.bytes).sum();
+        }
+        view.tasks = Some(tasks.iter().map(TaskView::from).collect());
+        view
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -159,6 +223,9 @@ impl From<&Run> for RunView {
             plan: run.plan.as_ref().map(RunPlanView::from),
             files: run.files.iter().map(WrittenFileView::from).collect(),
             error: run.error.as_ref().map(RunErrorView::from),
+            slot: run.slot,
+            missed_slots: run.missed_slots,
+            tasks: None,
             links: RunLinks {
                 self_: run_path(&run.connector_id, &run.run_id),
                 connector: format!("/connectors/{}", run.connector_id),
