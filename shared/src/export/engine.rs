@@ -276,10 +276,10 @@ where
             }
             Err(Stop::Retry(e)) => {
                 // Keep the progress (plan) for the redelivery.
-                if message.task.is_none() {
-                    if let Err(save) = self.runs.update(&run).await {
-                        tracing::warn!(error = %save, "could not save the run's progress");
-                    }
+                if message.task.is_none()
+                    && let Err(save) = self.runs.update(&run).await
+                {
+                    tracing::warn!(error = %save, "could not save the run's progress");
                 }
                 Err(e)
             }
@@ -736,10 +736,10 @@ where
     }
 
     async fn abort_quietly(&self, store: &S::Store, key: &str, upload_id: &str) {
-        if let Err(e) = store.abort_upload(key, upload_id).await {
-            if e.effective_code() != Some("NoSuchUpload") {
-                tracing::warn!(%key, %upload_id, error = %e, "could not abort a multipart upload");
-            }
+        if let Err(e) = store.abort_upload(key, upload_id).await
+            && e.effective_code() != Some("NoSuchUpload")
+        {
+            tracing::warn!(%key, %upload_id, error = %e, "could not abort a multipart upload");
         }
     }
 

@@ -70,7 +70,7 @@ impl ResumableSha256 {
     /// disagrees with the length.
     pub fn from_state(saved: &Sha256State) -> Option<Self> {
         let text = &saved.tail;
-        if text.len() % 2 != 0 || text.len() >= 2 * BLOCK {
+        if !text.len().is_multiple_of(2) || text.len() >= 2 * BLOCK {
             return None;
         }
         let tail = (0..text.len())

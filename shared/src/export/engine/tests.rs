@@ -604,7 +604,7 @@ async fn each_file_is_its_own_task_and_the_last_one_written_finishes_the_run_onc
     assert_eq!(puts_of(&w, &plan.manifest_key), 1);
     assert_eq!(puts_of(&w, plan.done_key.as_ref().unwrap()), 1);
     assert_eq!(w.engine.runs.state().watermarks["con_1"].version, 1);
-    assert_eq!(w.engine.claims.released(), [run.run_id.clone()]);
+    assert_eq!(w.engine.claims.released(), std::slice::from_ref(&run.run_id));
 }
 
 #[tokio::test]
