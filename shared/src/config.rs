@@ -34,7 +34,12 @@ pub struct Settings {
     pub web_identity_token_file: Option<String>,
     /// How long validation retries a refused AssumeRole (IAM propagation).
     pub credentials_retry_seconds: u64,
+    /// Unfinished export runs one tenant may have at once (scheduled and manual alike).
+    pub tenant_run_cap: u32,
 }
+
+/// Default of `TENANT_RUN_CAP`.
+pub const DEFAULT_TENANT_RUN_CAP: u32 = 5;
 
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -95,6 +100,18 @@ impl Settings {
                     problem: "must be a whole number of seconds",
                 })?,
             },
+            tenant_run_cap: match lookup("TENANT_RUN_CAP") {
+                None => DEFAULT_TENANT_RUN_CAP,
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|cap| *cap >= 1)
+                    .ok_or(ConfigError {
+                        name: "TENANT_RUN_CAP",
+                        problem: "must be a whole number of runs, at least 1",
+                    })?,
+            },
         })
     }
 }
@@ -131,6 +148,7 @@ mod tests {
         assert_eq!(s.tenant_claim, "tenant_id");
         assert_eq!(s.platform.web_identity_audience, "sts.amazonaws.com");
         assert_eq!(s.credentials_retry_seconds, 15);
+        assert_eq!(s.tenant_run_cap, DEFAULT_TENANT_RUN_CAP);
         assert_eq!(s.web_identity_token_file, None);
         assert!(s.own.is_own_bucket("b"), "the lake is always our own");
         assert_eq!(s.own.account_id(), None);
@@ -159,6 +177,25 @@ mod tests {
             env.insert(missing, " ");
             let err = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap_err();
             assert_eq!(err.name, missing);
+        }
+    }
+
+    #[test]
+    fn the_tenant_run_cap_is_a_whole_number_of_at_least_one() {
+        for (value, expected) in [
+            ("3", Some(3)),
+            (" 12 ", Some(12)),
+            ("0", None),
+            ("-1", None),
+            ("two", None),
+        ] {
+            let mut env = full();
+            env.insert("TENANT_RUN_CAP", value);
+            let got = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string()));
+            match expected {
+                Some(cap) => assert_eq!(got.unwrap().tenant_run_cap, cap, "{value}"),
+                None => assert_eq!(got.unwrap_err().name, "TENANT_RUN_CAP", "{value}"),
+            }
         }
     }
 }

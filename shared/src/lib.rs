@@ -20,5 +20,7 @@ pub mod fakes;
 #[cfg(feature = "lake")]
 pub mod lake;
 pub mod ports;
+pub mod run_id;
+pub mod scheduler;
 pub mod telemetry;
 pub mod validation;

@@ -464,11 +464,36 @@ pub trait RunQueue: Send + Sync {
     ) -> impl Future<Output = Result<(), AwsCallError>> + Send;
 }
 
+/// What claiming a run found (docs/architecture.md, "Schedules").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The run is recorded `queued` and holds its markers: enqueue it.
+    Claimed,
+    /// Another run already holds the run's schedule slot (a duplicate or overlapping tick).
+    SlotTaken { run_id: String },
+    /// The connector has an unfinished run; nothing was written.
+    InFlight { run_id: String },
+    /// The tenant already has `cap` unfinished runs; nothing was written.
+    TenantAtCap { cap: u32 },
+    /// A retried run is no longer `failed` (another retry took it); nothing was written.
+    RunChanged,
+}
+
 /// The runs table's in-flight markers: at most one unfinished run per connector (scheduled or
-/// manual) and a cap of unfinished runs per tenant. A run holds its markers from its claim
-/// until it finishes; the engine releases them with the run's final state.
+/// manual), one run per schedule slot, and a cap of unfinished runs per tenant. A run holds
+/// its markers from its claim until it finishes; a marker left by a run that died unrecorded
+/// lapses after [`crate::domain::export::run::IN_FLIGHT_LEASE_HOURS`].
 pub trait RunClaims: Send + Sync {
-    /// Releases the markers `run` holds (its connector's, and its place in its tenant's
-    /// count); markers held by another run are left alone, and releasing twice is a no-op.
+    /// Writes `run` (`queued`: a new run, or a failed one queued again) together with its
+    /// connector's in-flight marker, one of its tenant's `tenant_cap` seats and, for a
+    /// scheduled run, its slot: all of them or none.
+    fn claim(
+        &self,
+        run: &Run,
+        tenant_cap: u32,
+    ) -> impl Future<Output = Result<ClaimOutcome, StoreError>> + Send;
+
+    /// Releases the markers `run` holds (its connector's, and its tenant seat); markers held
+    /// by another run are left alone, and releasing twice is a no-op. The slot stays taken.
     fn release(&self, run: &Run) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

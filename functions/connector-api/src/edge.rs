@@ -8,12 +8,18 @@ use base64::engine::general_purpose::STANDARD;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Body, LambdaEvent, Request, RequestExt, Response};
 use serde_json::{Map, Value, json};
-use shared::ports::{ConnectorStore, RunQueue, RunStore, SecretStore};
+use shared::ports::{ConnectorStore, RunClaims, RunQueue, RunStore, SecretStore};
 use shared::validation::Validate;
 
 use crate::handler::{ApiError, App};
 
-pub async fn invoke<S: ConnectorStore, K: SecretStore, V: Validate, R: RunStore, Q: RunQueue>(
+pub async fn invoke<
+    S: ConnectorStore,
+    K: SecretStore,
+    V: Validate,
+    R: RunStore + RunClaims,
+    Q: RunQueue,
+>(
     app: &App<S, K, V, R, Q>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, lambda_http::Error> {

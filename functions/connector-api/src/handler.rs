@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use shared::connectors::{ConnectorService, ServiceError};
 use shared::domain::connector::field::FieldError;
 use shared::error::{SecretError, StoreError};
-use shared::ports::{ConnectorStore, RunQueue, RunStore, SecretStore};
+use shared::ports::{ConnectorStore, RunClaims, RunQueue, RunStore, SecretStore};
 use shared::validation::Validate;
 
 use crate::routes::{self, Action};
@@ -27,6 +27,8 @@ pub struct App<S, K, V, R, Q> {
     runs: R,
     queue: Q,
     tenant_claim: String,
+    /// Unfinished runs a tenant may have at once (`TENANT_RUN_CAP`).
+    tenant_run_cap: u32,
 }
 
 /// An error response: status, stable machine code, message, and the offending fields.
@@ -183,7 +185,9 @@ fn with_etag(mut response: Response<Body>, version: u64) -> Response<Body> {
     response
 }
 
-impl<S: ConnectorStore, K: SecretStore, V: Validate, R: RunStore, Q: RunQueue> App<S, K, V, R, Q> {
+impl<S: ConnectorStore, K: SecretStore, V: Validate, R: RunStore + RunClaims, Q: RunQueue>
+    App<S, K, V, R, Q>
+{
     pub fn new(
         service: ConnectorService<S, K>,
         validator: V,
@@ -197,7 +201,13 @@ impl<S: ConnectorStore, K: SecretStore, V: Validate, R: RunStore, Q: RunQueue> A
             runs,
             queue,
             tenant_claim,
+            tenant_run_cap: shared::config::DEFAULT_TENANT_RUN_CAP,
         }
+    }
+
+    pub fn with_tenant_run_cap(mut self, cap: u32) -> Self {
+        self.tenant_run_cap = cap;
+        self
     }
 
     /// Never fails the invocation: every outcome is an HTTP response. The request is handled

@@ -50,7 +50,8 @@ async fn main() -> Result<(), Error> {
         runs,
         queue,
         settings.tenant_claim.clone(),
-    );
+    )
+    .with_tenant_run_cap(settings.tenant_run_cap);
     let app = &app;
     lambda_http::lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         edge::invoke(app, event)

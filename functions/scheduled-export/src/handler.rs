@@ -1,34 +1,16 @@
-//! The export function's two events: the EventBridge tick (find due connectors) and the export
-//! queue's messages (carry out a run each; docs/architecture.md, "Export").
-//!
-//! Claiming a due connector per schedule slot comes with scheduled runs; until then the tick
-//! only reports what is due and changes nothing, so no slot is consumed without an export.
+//! The export function's two events: the EventBridge tick (claim due connectors' slots and
+//! enqueue their runs) and the export queue's messages (carry out a run, or one of its file
+//! tasks, each; docs/architecture.md, "Schedules" and "Export").
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use chrono::Utc;
-use serde::Serialize;
 use serde_json::Value;
-use shared::domain::connector::due_shards;
 use shared::domain::export::run::RunMessage;
 use shared::error::StoreError;
 use shared::export::engine::{Delivery, ExecuteRun};
-use shared::ports::ConnectorStore;
-
-/// Upper bound of connectors looked at per shard and tick; the rest wait for the next tick.
-const DUE_PER_SHARD: u32 = 100;
-
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct TickReport {
-    pub tick_at: String,
-    pub due: Vec<DueConnector>,
-}
-
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct DueConnector {
-    pub tenant_id: String,
-    pub connector_id: String,
-}
+use shared::ports::{ConnectorStore, RunClaims, RunQueue, RunStore};
+use shared::scheduler::Scheduler;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
@@ -39,12 +21,18 @@ pub enum HandlerError {
 }
 
 /// Dispatches on the event's shape: SQS batches carry `Records`.
-pub async fn handle<S: ConnectorStore, E: ExecuteRun>(
-    store: &S,
+pub async fn handle<C, R, Q, E>(
+    scheduler: &Scheduler<C, R, Q>,
     engine: &E,
     event: Value,
     deadline: Option<std::time::Instant>,
-) -> Result<Value, HandlerError> {
+) -> Result<Value, HandlerError>
+where
+    C: ConnectorStore,
+    R: RunStore + RunClaims,
+    Q: RunQueue,
+    E: ExecuteRun,
+{
     if event.get("Records").is_some() {
         let batch: SqsEvent = serde_json::from_value(event).map_err(HandlerError::UnknownEvent)?;
         let response = runs(engine, batch, deadline).await;
@@ -52,7 +40,9 @@ pub async fn handle<S: ConnectorStore, E: ExecuteRun>(
     } else {
         let tick_event: EventBridgeEvent =
             serde_json::from_value(event).map_err(HandlerError::UnknownEvent)?;
-        let report = tick(store, tick_event).await?;
+        // The event's own time keeps a delayed or retried tick on the slots it was fired for.
+        let tick_at = tick_event.time.unwrap_or_else(Utc::now);
+        let report = scheduler.tick(tick_at).await?;
         Ok(serde_json::to_value(report).expect("a tick report serialises"))
     }
 }
@@ -111,33 +101,6 @@ pub async fn runs<E: ExecuteRun>(
         })
         .collect();
     response
-}
-
-pub async fn tick<S: ConnectorStore>(
-    store: &S,
-    event: EventBridgeEvent,
-) -> Result<TickReport, StoreError> {
-    // The event's own time keeps a delayed or retried tick on the slot it was fired for.
-    let tick_at = event.time.unwrap_or_else(Utc::now);
-    let mut due = Vec::new();
-    for shard in due_shards() {
-        for (tenant_id, connector_id) in store
-            .due(&shard, tick_at.timestamp(), DUE_PER_SHARD)
-            .await?
-        {
-            tracing::info_span!("connector", %tenant_id, %connector_id)
-                .in_scope(|| tracing::info!(shard = %shard, "export connector due"));
-            due.push(DueConnector {
-                tenant_id,
-                connector_id,
-            });
-        }
-    }
-    tracing::info!(tick_at = %tick_at, due = due.len(), "export tick");
-    Ok(TickReport {
-        tick_at: tick_at.to_rfc3339(),
-        due,
-    })
 }
 
 #[cfg(test)]

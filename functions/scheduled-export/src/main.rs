@@ -1,5 +1,6 @@
-//! Export function: the EventBridge tick finds due connectors; each export queue message
-//! carries out one run (docs/architecture.md, "Export").
+//! Export function: the EventBridge tick claims due connectors' slots and enqueues their runs;
+//! each export queue message carries out a run or one of its file tasks (docs/architecture.md,
+//! "Schedules" and "Export").
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,7 +8,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
-use shared::adapters::claims::DynamoRunClaims;
 use shared::adapters::dynamodb::DynamoConnectorStore;
 use shared::adapters::lake::DynamoLake;
 use shared::adapters::runs::DynamoRunStore;
@@ -15,6 +15,7 @@ use shared::adapters::s3::S3Storage;
 use shared::adapters::sqs::SqsRunQueue;
 use shared::config::Settings;
 use shared::export::engine::{ExportEngine, ExportSettings, RunStores};
+use shared::scheduler::{Scheduler, TickSettings};
 
 mod handler;
 
@@ -24,7 +25,6 @@ async fn main() -> Result<(), Error> {
     let settings = Settings::from_env()?;
     let sdk = shared::aws::load_sdk_config().await;
     let dynamodb = shared::aws::dynamodb_client(&sdk);
-    let connectors = DynamoConnectorStore::new(dynamodb.clone(), &settings.connectors_table);
     let broker = shared::credentials::aws_broker(&sdk, &settings);
     let lake = DynamoLake::new(
         shared::aws::s3_client(&sdk),
@@ -49,13 +49,18 @@ async fn main() -> Result<(), Error> {
             runs: DynamoRunStore::new(dynamodb.clone(), &settings.runs_table),
             connectors: DynamoConnectorStore::new(dynamodb.clone(), &settings.connectors_table),
             queue: SqsRunQueue::new(shared::aws::sqs_client(&sdk), &settings.export_queue_url),
-            claims: DynamoRunClaims::new(dynamodb, &settings.runs_table),
         },
         Arc::new(broker),
         S3Storage::new(&sdk),
         export,
     );
-    let (connectors, engine) = (&connectors, &engine);
+    let scheduler = Scheduler {
+        connectors: DynamoConnectorStore::new(dynamodb.clone(), &settings.connectors_table),
+        runs: DynamoRunStore::new(dynamodb, &settings.runs_table),
+        queue: SqsRunQueue::new(shared::aws::sqs_client(&sdk), &settings.export_queue_url),
+        settings: TickSettings::new(settings.tenant_run_cap),
+    };
+    let (scheduler, engine) = (&scheduler, &engine);
     run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = Instant::now()
             + event
@@ -63,7 +68,7 @@ async fn main() -> Result<(), Error> {
                 .deadline()
                 .duration_since(SystemTime::now())
                 .unwrap_or_default();
-        handler::handle(connectors, engine, event.payload, Some(deadline))
+        handler::handle(scheduler, engine, event.payload, Some(deadline))
             .await
             .map_err(Error::from)
     }))

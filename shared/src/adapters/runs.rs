@@ -18,9 +18,8 @@ use crate::domain::export::run::{Run, Watermarks};
 use crate::domain::export::task::TaskRecord;
 use crate::error::{AwsCallError, StoreError};
 use crate::ports::{Page, RunStore};
+pub use crate::run_id::{RUN_ID_PREFIX, is_run_id, new_run_id};
 
-/// Prefix of every run id (and so of every run's sort key).
-pub const RUN_ID_PREFIX: &str = "run_";
 /// Sort key of the connector's watermarks item: outside the `run_` range.
 pub const WATERMARKS_SORT_KEY: &str = "watermarks";
 fn task_sort_key(run_id: &str, index: u32) -> String {
@@ -33,23 +32,6 @@ fn progress_sort_key(run_id: &str) -> String {
 
 /// DynamoDB's item size limit (400 KB, attribute names included).
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
-
-/// A new run id: `run_` and a UUID v7 in simple form (32 lowercase hex digits). UUID v7 starts
-/// with the millisecond time, so ids sort by creation and the newest run is the last key.
-pub fn new_run_id() -> String {
-    format!("{RUN_ID_PREFIX}{}", uuid::Uuid::now_v7().simple())
-}
-
-/// Whether `id` has the shape [`new_run_id`] produces (callers refuse anything else before a
-/// lookup, so a forged id or page token cannot reach the watermarks item).
-pub fn is_run_id(id: &str) -> bool {
-    id.strip_prefix(RUN_ID_PREFIX).is_some_and(|hex| {
-        hex.len() == 32
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
-}
 
 #[derive(Clone)]
 pub struct DynamoRunStore {
@@ -525,6 +507,8 @@ impl RunStore for DynamoRunStore {
         Ok((count, counted))
     }
 }
+
+mod claims;
 
 #[cfg(test)]
 mod tests {

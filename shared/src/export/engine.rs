@@ -132,23 +132,22 @@ fn run_error(reason: &str, message: impl Into<String>, remediation: impl Into<St
     }
 }
 
-pub struct ExportEngine<L, R, C, T, K, S, Q, Cl> {
+pub struct ExportEngine<L, R, C, T, K, S, Q> {
     lake: Arc<L>,
     runs: R,
     connectors: C,
     broker: Arc<CredentialBroker<T, K>>,
     storage: S,
     queue: Q,
-    claims: Cl,
     settings: ExportSettings,
 }
 
-/// The stores a run reads and writes besides the lake and the customer's bucket.
-pub struct RunStores<R, C, Q, Cl> {
+/// The stores a run reads and writes besides the lake and the customer's bucket (the runs
+/// table also holds the run's in-flight markers, released when it finishes).
+pub struct RunStores<R, C, Q> {
     pub runs: R,
     pub connectors: C,
     pub queue: Q,
-    pub claims: Cl,
 }
 
 /// What the engine knows of the delivery it serves: when the invocation must stop, and
@@ -176,21 +175,20 @@ enum FileOutcome {
     Paused(Checkpoint),
 }
 
-impl<L, R, C, T, K, S, Q, Cl> ExportEngine<L, R, C, T, K, S, Q, Cl>
+impl<L, R, C, T, K, S, Q> ExportEngine<L, R, C, T, K, S, Q>
 where
     L: Lake + 'static,
-    R: RunStore,
+    R: RunStore + RunClaims,
     C: ConnectorStore,
     T: SecurityTokenService + 'static,
     K: SecretStore + 'static,
     S: CustomerStorage,
     S::Store: 'static,
     Q: RunQueue,
-    Cl: RunClaims,
 {
     pub fn new(
         lake: Arc<L>,
-        stores: RunStores<R, C, Q, Cl>,
+        stores: RunStores<R, C, Q>,
         broker: Arc<CredentialBroker<T, K>>,
         storage: S,
         settings: ExportSettings,
@@ -202,7 +200,6 @@ where
             broker,
             storage,
             queue: stores.queue,
-            claims: stores.claims,
             settings,
         }
     }
@@ -667,7 +664,7 @@ where
     /// Releases the run's in-flight markers (best effort: a marker left behind lapses with
     /// its lease).
     async fn release(&self, run: &Run) {
-        if let Err(e) = self.claims.release(run).await {
+        if let Err(e) = self.runs.release(run).await {
             tracing::warn!(run_id = %run.run_id, error = %e, "could not release the run's in-flight markers");
         }
     }
@@ -1469,17 +1466,16 @@ pub trait ExecuteRun: Send + Sync {
     ) -> impl std::future::Future<Output = Result<Option<Run>, EngineError>> + Send;
 }
 
-impl<L, R, C, T, K, S, Q, Cl> ExecuteRun for ExportEngine<L, R, C, T, K, S, Q, Cl>
+impl<L, R, C, T, K, S, Q> ExecuteRun for ExportEngine<L, R, C, T, K, S, Q>
 where
     L: Lake + 'static,
-    R: RunStore,
+    R: RunStore + RunClaims,
     C: ConnectorStore,
     T: SecurityTokenService + 'static,
     K: SecretStore + 'static,
     S: CustomerStorage,
     S::Store: 'static,
     Q: RunQueue,
-    Cl: RunClaims,
 {
     async fn execute_run(
         &self,

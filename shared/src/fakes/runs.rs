@@ -25,6 +25,8 @@ pub enum RunOp {
     TakeTask,
     SaveTask,
     CountWritten,
+    Claim,
+    Release,
 }
 
 /// A connector's watermarks item: the map, its version and the run that moved it last.
@@ -44,6 +46,8 @@ pub struct RunsState {
     pub tasks: BTreeMap<(String, String, u32), TaskRecord>,
     /// (connector id, run id) → indices counted as written
     pub written: BTreeMap<(String, String), BTreeSet<u32>>,
+    /// In-flight markers, slots and tenant seats (`fakes::claims`).
+    pub claims: super::claims::ClaimsState,
 }
 
 type Interleave = Box<dyn FnOnce(&mut RunsState) + Send>;
@@ -98,7 +102,7 @@ impl MemoryRunStore {
         }
     }
 
-    fn write<T>(
+    pub(super) fn write<T>(
         &self,
         op: RunOp,
         apply: impl FnOnce(&mut RunsState) -> Result<T, StoreError>,

@@ -1,7 +1,7 @@
 //! The runs routes: start an export run now, list a connector's runs, read one.
 
 use base64::Engine as _;
-use chrono::{DateTime, Duration, Utc};
+use chrono::Utc;
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde_json::json;
@@ -10,29 +10,14 @@ use shared::adapters::runs::new_run_id;
 use shared::domain::connector::{Connector, ConnectorStatus, Direction};
 use shared::domain::export::run::{Run, RunError, RunMessage, RunStatus, RunTrigger};
 use shared::error::{AwsCallError, StoreError};
-use shared::ports::{ConnectorStore, RunQueue, RunStore, SecretStore};
+use shared::ports::{ClaimOutcome, ConnectorStore, RunClaims, RunQueue, RunStore, SecretStore};
 use shared::validation::Validate;
 
 use super::{ApiError, App, json_response};
 use crate::views::runs::{RunView, run_path};
 
-/// A run still `queued` or `running` this long after it was requested is taken as lost (its
-/// function died without recording an outcome) and no longer blocks a new run.
-pub const LOST_RUN_AFTER: Duration = Duration::hours(1);
-/// Runs read while looking for one in progress; runs come newest first and the scan stops at
-/// the first older than [`LOST_RUN_AFTER`], so this only bounds a pathological burst.
-const OPEN_RUN_SCAN_LIMIT: usize = 500;
-const OPEN_RUN_SCAN_PAGE: u32 = 50;
-
 pub fn run_not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "run not found")
-}
-
-/// When a `run_` UUID v7 id was made: its first 48 bits are Unix milliseconds.
-fn run_id_created_at(run_id: &str) -> Option<DateTime<Utc>> {
-    let hex = run_id.strip_prefix("run_")?.get(..12)?;
-    let millis = i64::from_str_radix(hex, 16).ok()?;
-    DateTime::from_timestamp_millis(millis)
 }
 
 fn status_name(status: ConnectorStatus) -> String {
@@ -78,7 +63,9 @@ fn run_response(status: StatusCode, run: &Run) -> Response<Body> {
     json_response(status, &RunView::from(run))
 }
 
-impl<S: ConnectorStore, K: SecretStore, V: Validate, R: RunStore, Q: RunQueue> App<S, K, V, R, Q> {
+impl<S: ConnectorStore, K: SecretStore, V: Validate, R: RunStore + RunClaims, Q: RunQueue>
+    App<S, K, V, R, Q>
+{
     /// The tenant's connector (404 for another tenant's, as every route).
     async fn connector(&self, tenant: &str, id: &str) -> Result<Connector, ApiError> {
         Ok(self.service.get(tenant, id).await?)
@@ -110,38 +97,15 @@ impl<S: ConnectorStore, K: SecretStore, V: Validate, R: RunStore, Q: RunQueue> A
                 ),
             ));
         }
-        let now = Utc::now();
-        if let Some(open) = self.open_run(id, now).await? {
-            let rule = format!(
-                "run {} is {} (requested {}); wait until it finishes (GET {}) or, if it never does, until {}",
-                open.run_id,
-                if open.status == RunStatus::Running {
-                    "running"
-                } else {
-                    "queued"
-                },
-                open.requested_at.to_rfc3339(),
-                run_path(id, &open.run_id),
-                (open.requested_at + LOST_RUN_AFTER).to_rfc3339(),
-            );
-            return Err(
-                ApiError::field(StatusCode::CONFLICT, "run_in_progress", "runs", &rule)
-                    .with_details("run_id", json!(open.run_id)),
-            );
-        }
-
-        let mut run = Run::queued(tenant, id, new_run_id(), RunTrigger::Api, now);
-        self.runs.create(&run).await.map_err(store_failure)?;
+        let mut run = Run::queued(tenant, id, new_run_id(), RunTrigger::Api, Utc::now());
+        self.claim(&run).await?;
         let message = RunMessage::start(&run);
         if let Err(aws) = self.queue.enqueue(&message).await {
             tracing::error!(run_id = %run.run_id, error = %aws, "the export queue refused a run");
             run.status = RunStatus::Failed;
             run.finished_at = Some(Utc::now());
             run.error = Some(not_queued(&aws));
-            if let Err(e) = self.runs.update(&run).await {
-                // It stays `queued`, and stops blocking new runs once taken as lost.
-                tracing::error!(run_id = %run.run_id, error = %e, "could not record the unqueued run as failed");
-            }
+            self.record_unqueued(&run).await;
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
@@ -159,36 +123,70 @@ impl<S: ConnectorStore, K: SecretStore, V: Validate, R: RunStore, Q: RunQueue> A
         Ok(response)
     }
 
-    /// The newest run still `queued` or `running` and requested within [`LOST_RUN_AFTER`].
-    async fn open_run(
-        &self,
-        connector_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Run>, ApiError> {
-        let cutoff = now - LOST_RUN_AFTER;
-        let mut after: Option<String> = None;
-        let mut read = 0;
-        loop {
-            let page = self
-                .runs
-                .list(connector_id, OPEN_RUN_SCAN_PAGE, after.as_deref())
-                .await
-                .map_err(store_failure)?;
-            for run in page.items {
-                // A run is requested before its id is made, so once ids are older than the
-                // cutoff every run from here on was requested before it too.
-                if run_id_created_at(&run.run_id).is_some_and(|made| made < cutoff) {
-                    return Ok(None);
-                }
-                if !run.status.is_finished() && run.requested_at >= cutoff {
-                    return Ok(Some(run));
-                }
-                read += 1;
+    /// Claims `run` (recorded `queued` with its connector's and tenant's in-flight markers):
+    /// 409 naming the unfinished run, or the tenant's cap, when it may not start now.
+    async fn claim(&self, run: &Run) -> Result<(), ApiError> {
+        let id = &run.connector_id;
+        match self
+            .runs
+            .claim(run, self.tenant_run_cap)
+            .await
+            .map_err(store_failure)?
+        {
+            ClaimOutcome::Claimed => Ok(()),
+            ClaimOutcome::InFlight { run_id } => {
+                let open = self.runs.get(id, &run_id).await.map_err(store_failure)?;
+                let state = open.as_ref().map_or("unfinished".to_owned(), |open| {
+                    format!(
+                        "{} (requested {})",
+                        if open.status == RunStatus::Running {
+                            "running"
+                        } else {
+                            "queued"
+                        },
+                        open.requested_at.to_rfc3339()
+                    )
+                });
+                let rule = format!(
+                    "run {run_id} is {state}; wait until it finishes (GET {}). One run of a connector at a time, scheduled or not",
+                    run_path(id, &run_id),
+                );
+                Err(
+                    ApiError::field(StatusCode::CONFLICT, "run_in_progress", "runs", &rule)
+                        .with_details("run_id", json!(run_id)),
+                )
             }
-            match page.next {
-                Some(next) if read < OPEN_RUN_SCAN_LIMIT => after = Some(next),
-                _ => return Ok(None),
+            ClaimOutcome::TenantAtCap { cap } => Err(ApiError::field(
+                StatusCode::CONFLICT,
+                "tenant_run_cap",
+                "runs",
+                &format!(
+                    "your connectors already have {cap} runs unfinished, the most at once; start this one when one of them finishes"
+                ),
+            )),
+            ClaimOutcome::RunChanged => Err(ApiError::field(
+                StatusCode::CONFLICT,
+                "run_not_failed",
+                "status",
+                "changed meanwhile: another retry of this run was accepted",
+            )),
+            ClaimOutcome::SlotTaken { run_id } => {
+                // Only scheduled runs claim a slot.
+                tracing::error!(%run_id, "a run without a slot was refused its slot");
+                Err(store_failure(StoreError::Contended))
             }
+        }
+    }
+
+    /// A claimed run whose message never reached the queue: recorded `failed` and its markers
+    /// released, so it blocks nothing.
+    async fn record_unqueued(&self, run: &Run) {
+        if let Err(e) = self.runs.update(run).await {
+            tracing::error!(run_id = %run.run_id, error = %e, "could not record the unqueued run");
+        }
+        if let Err(e) = self.runs.release(run).await {
+            // Its markers lapse after their lease.
+            tracing::error!(run_id = %run.run_id, error = %e, "could not release the unqueued run's markers");
         }
     }
 
@@ -299,29 +297,15 @@ impl<S: ConnectorStore, K: SecretStore, V: Validate, R: RunStore, Q: RunQueue> A
                 ));
             }
         }
-        if let Some(open) = self.open_run(id, Utc::now()).await? {
-            return Err(ApiError::field(
-                StatusCode::CONFLICT,
-                "run_in_progress",
-                "runs",
-                &format!(
-                    "run {} is not finished; retry once it is (GET {})",
-                    open.run_id,
-                    run_path(id, &open.run_id)
-                ),
-            )
-            .with_details("run_id", json!(open.run_id)));
-        }
         let failed = run.clone();
         run.status = RunStatus::Queued;
         run.error = None;
         run.finished_at = None;
-        self.runs.update(&run).await.map_err(store_failure)?;
+        // Written only while it is still failed, with its markers.
+        self.claim(&run).await?;
         if let Err(aws) = self.queue.enqueue(&RunMessage::start(&run)).await {
             tracing::error!(run_id = %run.run_id, error = %aws, "the export queue refused a retry");
-            if let Err(e) = self.runs.update(&failed).await {
-                tracing::error!(run_id = %run.run_id, error = %e, "could not restore the failed run");
-            }
+            self.record_unqueued(&failed).await;
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
@@ -329,31 +313,5 @@ impl<S: ConnectorStore, K: SecretStore, V: Validate, R: RunStore, Q: RunQueue> A
             ));
         }
         Ok(run_response(StatusCode::ACCEPTED, &run))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn run_ids_tell_when_they_were_made() {
-        let before = Utc::now() - Duration::milliseconds(1);
-        let made = run_id_created_at(&new_run_id()).unwrap();
-        assert!(made >= before && made <= Utc::now() + Duration::milliseconds(1));
-        assert_eq!(
-            run_id_created_at("run_019ab3c4d5e67f808192a3b4c5d6e7f8")
-                .unwrap()
-                .to_rfc3339(),
-            "2025-11-24T02:50:12.838+00:00"
-        );
-        for bad in [
-            "run_",
-            "run_019ab3",
-            "con_019ab3c4d5e67f808192a3b4c5d6e7f8",
-            "run_zz9ab3c4d5e6",
-        ] {
-            assert_eq!(run_id_created_at(bad), None, "{bad}");
-        }
     }
 }

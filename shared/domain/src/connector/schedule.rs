@@ -85,6 +85,76 @@ impl Schedule {
     }
 }
 
+/// Missed slots counted one by one (cron schedules) before the count stops: a connector
+/// down for longer still runs once, and says "at least" this many were missed.
+pub const MISSED_SLOTS_COUNTED: u32 = 10_000;
+
+/// The slot a tick runs for a connector that is due (docs/architecture.md, "Schedules").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueSlot {
+    /// The latest slot at or before the tick: the run's identity for "one run per slot".
+    pub slot: DateTime<Utc>,
+    /// Earlier slots since the connector's next run that no run was started for (the service
+    /// was down, or a run was still in flight); they collapse into this one run.
+    pub missed: u32,
+    /// The first slot after the tick: the connector's next run once this one is claimed.
+    pub next: Option<DateTime<Utc>>,
+}
+
+impl Schedule {
+    /// `None` while `next_run_at` is still after `tick_at`. A tick late by several slots (or
+    /// two ticks for the same minute) lands on the same latest slot, so the slot's conditional
+    /// write lets exactly one run through.
+    pub fn due_slot(&self, next_run_at: DateTime<Utc>, tick_at: DateTime<Utc>) -> Option<DueSlot> {
+        if next_run_at > tick_at {
+            return None;
+        }
+        let mut slot = next_run_at;
+        let mut missed = 0u32;
+        if let Schedule::Rate { minutes, .. } = self {
+            // Slots are multiples of the step from the epoch: count them without walking.
+            let step = minutes.checked_mul(60)?;
+            let last = tick_at.timestamp().div_euclid(step) * step;
+            let first = next_run_at.timestamp();
+            if last > first {
+                let between = (last - first - 1).div_euclid(step) + 1;
+                missed = u32::try_from(between).unwrap_or(u32::MAX);
+                slot = DateTime::from_timestamp(last, 0)?;
+            }
+        } else {
+            while let Some(later) = self.next_after(slot).filter(|t| *t <= tick_at) {
+                slot = later;
+                missed += 1;
+                if missed == MISSED_SLOTS_COUNTED {
+                    // Jump to the last slot before the tick without counting further.
+                    slot = self.last_at_or_before(tick_at).unwrap_or(slot);
+                    break;
+                }
+            }
+        }
+        Some(DueSlot {
+            slot,
+            missed,
+            next: self.next_after(slot.max(tick_at)),
+        })
+    }
+
+    /// The latest slot at or before `at` (cron): searched backwards a day, then a year.
+    fn last_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        [TimeDelta::days(1), TimeDelta::days(366)]
+            .into_iter()
+            .find_map(|window| {
+                let mut t = self.next_after(at - window)?;
+                let mut last = None;
+                while t <= at {
+                    last = Some(t);
+                    t = self.next_after(t)?;
+                }
+                last
+            })
+    }
+}
+
 impl std::fmt::Display for Schedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -788,6 +858,93 @@ mod tests {
             t = s.next_after(t).unwrap();
             assert_eq!(t.weekday(), Weekday::Mon, "{t}");
         }
+    }
+
+    #[test]
+    fn due_slots() {
+        let every_15 = Schedule::parse("rate(15 minutes)").unwrap();
+        let nightly = Schedule::parse("cron(0 2 * * ? *)").unwrap();
+        let hourly = Schedule::parse("cron(0 * * * ? *)").unwrap();
+        // (schedule, next run, tick, expected slot, missed, next)
+        let cases = [
+            (
+                &every_15,
+                at(2026, 12, 1, 10, 15, 0),
+                at(2026, 12, 1, 10, 14, 59),
+                None,
+            ),
+            (
+                &every_15,
+                at(2026, 12, 1, 10, 15, 0),
+                at(2026, 12, 1, 10, 15, 0),
+                Some((at(2026, 12, 1, 10, 15, 0), 0, at(2026, 12, 1, 10, 30, 0))),
+            ),
+            // A tick a few seconds late is still the same slot.
+            (
+                &every_15,
+                at(2026, 12, 1, 10, 15, 0),
+                at(2026, 12, 1, 10, 16, 40),
+                Some((at(2026, 12, 1, 10, 15, 0), 0, at(2026, 12, 1, 10, 30, 0))),
+            ),
+            // Down for two hours: one run for the latest slot, the eight before it missed.
+            (
+                &every_15,
+                at(2026, 12, 1, 10, 15, 0),
+                at(2026, 12, 1, 12, 20, 0),
+                Some((at(2026, 12, 1, 12, 15, 0), 8, at(2026, 12, 1, 12, 30, 0))),
+            ),
+            (
+                &every_15,
+                at(2026, 12, 1, 10, 15, 0),
+                at(2026, 12, 1, 10, 30, 0),
+                Some((at(2026, 12, 1, 10, 30, 0), 1, at(2026, 12, 1, 10, 45, 0))),
+            ),
+            (
+                &nightly,
+                at(2026, 12, 1, 2, 0, 0),
+                at(2026, 12, 1, 2, 1, 0),
+                Some((at(2026, 12, 1, 2, 0, 0), 0, at(2026, 12, 2, 2, 0, 0))),
+            ),
+            (
+                &nightly,
+                at(2026, 12, 1, 2, 0, 0),
+                at(2026, 12, 4, 9, 0, 0),
+                Some((at(2026, 12, 4, 2, 0, 0), 3, at(2026, 12, 5, 2, 0, 0))),
+            ),
+            // A next run that is not on a slot (set before a schedule change) still runs once.
+            (
+                &hourly,
+                at(2026, 12, 1, 2, 30, 0),
+                at(2026, 12, 1, 2, 45, 0),
+                Some((at(2026, 12, 1, 2, 30, 0), 0, at(2026, 12, 1, 3, 0, 0))),
+            ),
+        ];
+        for (schedule, next_run_at, tick, expected) in cases {
+            let got = schedule
+                .due_slot(next_run_at, tick)
+                .map(|d| (d.slot, d.missed, d.next.unwrap()));
+            assert_eq!(got, expected, "{schedule} next {next_run_at} tick {tick}");
+        }
+    }
+
+    #[test]
+    fn a_long_outage_counts_missed_slots_up_to_a_bound_and_runs_the_latest_slot() {
+        let hourly = Schedule::parse("cron(0 * * * ? *)").unwrap();
+        let due = hourly
+            .due_slot(at(2025, 1, 1, 0, 0, 0), at(2026, 12, 1, 10, 30, 0))
+            .unwrap();
+        assert_eq!(due.missed, MISSED_SLOTS_COUNTED);
+        assert_eq!(due.slot, at(2026, 12, 1, 10, 0, 0));
+        assert_eq!(due.next, Some(at(2026, 12, 1, 11, 0, 0)));
+        let every_15 = Schedule::parse("rate(15 minutes)").unwrap();
+        let due = every_15
+            .due_slot(at(2025, 1, 1, 0, 0, 0), at(2026, 12, 1, 10, 30, 0))
+            .unwrap();
+        assert_eq!(due.slot, at(2026, 12, 1, 10, 30, 0));
+        assert_eq!(
+            i64::from(due.missed),
+            (at(2026, 12, 1, 10, 30, 0) - at(2025, 1, 1, 0, 0, 0)).num_minutes() / 15
+        );
     }
 
     #[test]

@@ -180,6 +180,10 @@ fn is_zero(n: &u32) -> bool {
 /// How long run records are kept.
 pub const RUN_RETENTION_DAYS: i64 = 90;
 
+/// How long a claim's in-flight markers hold without the run finishing: a run that died
+/// without recording an outcome stops blocking its connector and its tenant after this.
+pub const IN_FLIGHT_LEASE_HOURS: i64 = 6;
+
 impl Run {
     pub fn queued(
         tenant_id: &str,

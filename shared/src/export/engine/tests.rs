@@ -10,13 +10,13 @@ use super::*;
 use crate::domain::connector::platform::OwnResources;
 use crate::domain::export::run::RunTrigger;
 use crate::domain::testing::{EXTERNAL_ID, export_connector};
-use crate::fakes::claims::MemoryRunClaims;
 use crate::fakes::lake::MemoryLake;
 use crate::fakes::runs::{MemoryRunQueue, MemoryRunStore, RunOp};
 use crate::fakes::storage::{Fault, MemoryStorage, Op};
 use crate::fakes::sts::{FakeRole, MemorySts};
 use crate::fakes::{MemoryConnectorStore, MemorySecretStore};
 use crate::lake::seed::{self, SeedTable};
+use crate::ports::ClaimOutcome;
 
 const PRINCIPAL: &str = "arn:aws:iam::123456789012:role/connector-access";
 const ROLE: &str = "arn:aws:iam::111111111111:role/acme-export";
@@ -30,7 +30,6 @@ type Engine = ExportEngine<
     MemorySecretStore,
     MemoryStorage,
     MemoryRunQueue,
-    MemoryRunClaims,
 >;
 
 struct World {
@@ -82,7 +81,6 @@ fn world_with_settings(connector: Connector, settings: ExportSettings) -> World 
             runs: MemoryRunStore::default(),
             connectors,
             queue: MemoryRunQueue::default(),
-            claims: MemoryRunClaims::default(),
         },
         Arc::new(broker),
         storage.clone(),
@@ -132,7 +130,8 @@ impl World {
             RunTrigger::Api,
             Utc::now(),
         );
-        self.engine.runs.create(&run).await.unwrap();
+        let claimed = self.engine.runs.claim(&run, 4).await.unwrap();
+        assert_eq!(claimed, ClaimOutcome::Claimed);
         self.engine
             .queue
             .enqueue(&RunMessage::start(&run))
@@ -604,7 +603,14 @@ async fn each_file_is_its_own_task_and_the_last_one_written_finishes_the_run_onc
     assert_eq!(puts_of(&w, &plan.manifest_key), 1);
     assert_eq!(puts_of(&w, plan.done_key.as_ref().unwrap()), 1);
     assert_eq!(w.engine.runs.state().watermarks["con_1"].version, 1);
-    assert_eq!(w.engine.claims.released(), std::slice::from_ref(&run.run_id));
+    let claims = w.engine.runs.state().claims;
+    assert_eq!(claims.released, std::slice::from_ref(&run.run_id));
+    assert!(claims.in_flight.is_empty(), "{:?}", claims.in_flight);
+    assert!(
+        claims.seats.values().all(|s| s.is_empty()),
+        "{:?}",
+        claims.seats
+    );
 }
 
 #[tokio::test]
@@ -1005,7 +1011,12 @@ async fn a_message_that_fails_on_its_last_delivery_fails_the_run_with_the_reason
     assert_eq!(error.reason, "retries_exhausted");
     assert!(error.message.contains("SlowDown"), "{}", error.message);
     assert_eq!(w.watermarks().await, Watermarks::new());
-    assert_eq!(w.engine.claims.released(), [run_id]);
+    let claims = w.engine.runs.state().claims;
+    assert_eq!(claims.released, [run_id]);
+    assert!(
+        claims.in_flight.is_empty(),
+        "a failed run frees its connector"
+    );
 }
 
 #[tokio::test]
