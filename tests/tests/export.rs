@@ -548,10 +548,26 @@ async fn failed_runs_keep_the_watermark_and_leave_nothing_open() {
         e.keys().await
     );
 
-    // Put it back: the next run exports both blocks of rows, and the one after nothing new.
+    // A permission error needs the customer: the connector waits for them, runs are refused.
+    let view = e.api.get(&format!("/connectors/{}", e.id)).await.body;
+    assert_eq!(view["status"], "needs_attention", "{view}");
+    let refused = e
+        .api
+        .post(&format!("/connectors/{}/runs", e.id), &json!({}))
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.raw_body);
+    assert_eq!(refused.body["error"]["code"], "connector_not_active");
+
+    // Put it back and validate: the next run exports both blocks of rows, and the one after
+    // nothing new.
     e.customer
         .put_role_policy(&e.role, &e.setup["permission_policy"])
         .await;
+    let report = e
+        .api
+        .post(&format!("/connectors/{}/validate", e.id), &json!({}))
+        .await;
+    assert_eq!(report.body["status"], "active", "{}", report.raw_body);
     let second = e.append(1).await;
     let good = e.run().await;
     assert_eq!(good["status"], "succeeded", "{good}");
