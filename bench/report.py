@@ -132,7 +132,8 @@ def report(results):
     print_("")
     print_("3. Peak RSS of the export process (CSV, 8 MiB parts, 4 in flight; /usr/bin/time -v)")
     small = best(results, "e2e.none") or best(results, "rss.small")
-    large = best(results, "rss.large")
+    tasks = file_tasks(results)
+    large = max(tasks, key=rss_mib) if tasks else best(results, "rss.large")
     skipped = best(results, "rss.large.skipped")
     rows = [("small", small), ("large", large)]
     for name, run in rows:
@@ -156,7 +157,36 @@ def report(results):
         )
     elif not small:
         print_("   not run")
+
+    print_("")
+    print_("4. The large table as file tasks, one process each (one Lambda invocation a task)")
+    if tasks:
+        table_mib = tasks[0]["lake_bytes"] / MIB
+        print_(f"   {table_mib:.0f} MiB table in {tasks[0]['files']} file tasks "
+               f"of at most {max(t['written_lake_bytes'] for t in tasks) / MIB:.0f} MiB of lake parts")
+        print_("   task | lake MiB | rows       | CSV MiB | seconds | MB/s  | peak RSS MiB")
+        for task in tasks:
+            print_(
+                f"   {task['only_file']:4} | {task['written_lake_bytes'] / MIB:8.0f} | {task['rows']:10,} | "
+                f"{task['bytes'] / MIB:7.0f} | {task['seconds']:7.1f} | {task['mb_s']:5.1f} | "
+                f"{rss_mib(task):6.1f}"
+            )
+        seconds = [t["seconds"] for t in tasks]
+        peaks = [rss_mib(t) for t in tasks]
+        print_(
+            f"   one task: {min(seconds):.1f}-{max(seconds):.1f} s (mean {sum(seconds) / len(seconds):.1f} s, "
+            f"Lambda limit 900 s), peak RSS {min(peaks):.1f}-{max(peaks):.1f} MiB; "
+            f"all tasks in turn {sum(seconds):.0f} s"
+        )
+    else:
+        print_("   not run")
     return "\n".join(out)
+
+
+def file_tasks(results):
+    """Step 3's large table, one run a file task, in task order."""
+    runs = [best(results, label) for label in results if label.startswith("rss.task.")]
+    return sorted((r for r in runs if r), key=lambda r: r["only_file"])
 
 
 def disk_needed(results, small_mib, large_mib, file_mib):

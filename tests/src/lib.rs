@@ -12,6 +12,12 @@ use aws_config::{Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_sdk_lambda::primitives::Blob;
 use serde_json::{Value, json};
+use shared::adapters::dynamodb::DynamoConnectorStore;
+use shared::domain::connector::Connector;
+use shared::error::StoreError;
+use shared::ports::{BucketClaims, ClaimsWrite, ConnectorStore, Page};
+
+pub mod fault_proxy;
 
 /// Values from `.local-stack/env`.
 #[derive(Debug, Clone)]
@@ -624,6 +630,94 @@ pub fn without_action(policy: &Value, action: &str) -> Value {
         statements.retain(|s| s["Action"].as_array().is_none_or(|a| !a.is_empty()));
     }
     policy
+}
+
+/// The connectors table, with `due` narrowed to one tenant's connectors: a tick run by a test
+/// from a future time must not start other tests' connectors, which share the table.
+pub struct OneTenant {
+    tenant_id: String,
+    store: DynamoConnectorStore,
+}
+
+impl ConnectorStore for OneTenant {
+    async fn get(&self, tenant_id: &str, id: &str) -> Result<Option<Connector>, StoreError> {
+        self.store.get(tenant_id, id).await
+    }
+
+    async fn list(
+        &self,
+        tenant_id: &str,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<Page<Connector>, StoreError> {
+        self.store.list(tenant_id, limit, after).await
+    }
+
+    async fn list_by_bucket(&self, bucket: &str) -> Result<Vec<Connector>, StoreError> {
+        self.store.list_by_bucket(bucket).await
+    }
+
+    async fn due(
+        &self,
+        shard: &str,
+        until_epoch: i64,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut keys = self.store.due(shard, until_epoch, limit).await?;
+        keys.retain(|(tenant, _)| *tenant == self.tenant_id);
+        Ok(keys)
+    }
+
+    async fn bucket_claims(
+        &self,
+        tenant_id: &str,
+        bucket: &str,
+    ) -> Result<BucketClaims, StoreError> {
+        self.store.bucket_claims(tenant_id, bucket).await
+    }
+
+    async fn create(&self, connector: &Connector, claims: &ClaimsWrite) -> Result<(), StoreError> {
+        self.store.create(connector, claims).await
+    }
+
+    async fn replace(
+        &self,
+        connector: &Connector,
+        expected_version: u64,
+        claims: &[ClaimsWrite],
+    ) -> Result<(), StoreError> {
+        self.store
+            .replace(connector, expected_version, claims)
+            .await
+    }
+
+    async fn delete(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        expected_version: u64,
+        claims: Option<&ClaimsWrite>,
+    ) -> Result<(), StoreError> {
+        self.store
+            .delete(tenant_id, id, expected_version, claims)
+            .await
+    }
+}
+
+impl Stack {
+    /// The connectors table as one tenant's ticks see it.
+    pub fn one_tenant(&self, tenant_id: &str) -> OneTenant {
+        OneTenant {
+            tenant_id: tenant_id.to_owned(),
+            store: DynamoConnectorStore::new(self.dynamodb(), self.env.get("CONNECTORS_TABLE")),
+        }
+    }
+
+    /// The functions' settings, read from the env file they run with.
+    pub fn settings(&self) -> shared::config::Settings {
+        shared::config::Settings::from_lookup(|key| self.env.vars.get(key).cloned())
+            .unwrap_or_else(|e| panic!("the functions' settings in .local-stack/env: {e}"))
+    }
 }
 
 #[cfg(test)]

@@ -10,92 +10,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use shared::adapters::dynamodb::DynamoConnectorStore;
 use shared::adapters::runs::DynamoRunStore;
 use shared::adapters::sqs::SqsRunQueue;
-use shared::domain::connector::Connector;
-use shared::error::StoreError;
-use shared::ports::{BucketClaims, ClaimsWrite, ConnectorStore, Page};
 use shared::scheduler::{Scheduler, TickOutcome, TickReport, TickSettings};
-use tests::{Api, Stack, unique_bucket, unique_tenant};
-
-/// The connectors table, with `due` narrowed to one tenant's connectors.
-struct OneTenant {
-    tenant_id: String,
-    store: DynamoConnectorStore,
-}
-
-impl ConnectorStore for OneTenant {
-    async fn get(&self, tenant_id: &str, id: &str) -> Result<Option<Connector>, StoreError> {
-        self.store.get(tenant_id, id).await
-    }
-
-    async fn list(
-        &self,
-        tenant_id: &str,
-        limit: u32,
-        after: Option<&str>,
-    ) -> Result<Page<Connector>, StoreError> {
-        self.store.list(tenant_id, limit, after).await
-    }
-
-    async fn list_by_bucket(&self, bucket: &str) -> Result<Vec<Connector>, StoreError> {
-        self.store.list_by_bucket(bucket).await
-    }
-
-    async fn due(
-        &self,
-        shard: &str,
-        until_epoch: i64,
-        limit: u32,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        let mut keys = self.store.due(shard, until_epoch, limit).await?;
-        keys.retain(|(tenant, _)| *tenant == self.tenant_id);
-        Ok(keys)
-    }
-
-    async fn bucket_claims(
-        &self,
-        tenant_id: &str,
-        bucket: &str,
-    ) -> Result<BucketClaims, StoreError> {
-        self.store.bucket_claims(tenant_id, bucket).await
-    }
-
-    async fn create(&self, connector: &Connector, claims: &ClaimsWrite) -> Result<(), StoreError> {
-        self.store.create(connector, claims).await
-    }
-
-    async fn replace(
-        &self,
-        connector: &Connector,
-        expected_version: u64,
-        claims: &[ClaimsWrite],
-    ) -> Result<(), StoreError> {
-        self.store
-            .replace(connector, expected_version, claims)
-            .await
-    }
-
-    async fn delete(
-        &self,
-        tenant_id: &str,
-        id: &str,
-        expected_version: u64,
-        claims: Option<&ClaimsWrite>,
-    ) -> Result<(), StoreError> {
-        self.store
-            .delete(tenant_id, id, expected_version, claims)
-            .await
-    }
-}
+use tests::{Api, OneTenant, Stack, unique_bucket, unique_tenant};
 
 fn scheduler(stack: &Stack, tenant: &str) -> Scheduler<OneTenant, DynamoRunStore, SqsRunQueue> {
     Scheduler {
-        connectors: OneTenant {
-            tenant_id: tenant.to_owned(),
-            store: DynamoConnectorStore::new(stack.dynamodb(), stack.env.get("CONNECTORS_TABLE")),
-        },
+        connectors: stack.one_tenant(tenant),
         runs: DynamoRunStore::new(stack.dynamodb(), stack.env.get("RUNS_TABLE")),
         queue: SqsRunQueue::new(
             aws_sdk_sqs::Client::new(&stack.sdk),

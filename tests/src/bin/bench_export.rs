@@ -640,8 +640,9 @@ async fn seed(flags: &Flags) -> Result<Value, BenchError> {
 /// (docs/architecture.md, "Export"). Parts go into files of at most `--max-file-mib` MiB of lake
 /// bytes (0: one file), written one after the other; with `--delete-after 1` each file is
 /// deleted once complete (outside the measured time), so a large table needs the disk of one
-/// file only. `--read-ahead 1` fetches the next part while one is encoded (the engine reads
-/// them in turn).
+/// file only. `--only-file N` writes the table's N-th file alone (1-based), as one file task
+/// of a fanned-out run does in its own invocation. `--read-ahead 1` fetches the next part while
+/// one is encoded (the engine reads them in turn).
 async fn export(flags: &Flags) -> Result<Value, BenchError> {
     let tenant = flags.text("tenant")?;
     let table = flags.text("table")?;
@@ -661,6 +662,7 @@ async fn export(flags: &Flags) -> Result<Value, BenchError> {
     let max_file_bytes = flags.number("max-file-mib", 0)? * MIB;
     let delete_after = flags.number("delete-after", 0)? == 1;
     let read_ahead = flags.number("read-ahead", 0)? == 1;
+    let only_file = flags.number("only-file", 0)? as usize;
 
     let sdk = sdk_config().await;
     let lake = Arc::new(open_lake().await?);
@@ -700,7 +702,17 @@ async fn export(flags: &Flags) -> Result<Value, BenchError> {
     let (mut rows, mut bytes, mut upload_parts, mut seconds) = (0u64, 0u64, 0u64, 0f64);
     let mut keys = Vec::new();
     let file_count = files.len();
+    let mut written_lake_bytes = 0u64;
+    if only_file > file_count {
+        return Err(BenchError::Usage(format!(
+            "--only-file {only_file}: the table makes {file_count} file(s)"
+        )));
+    }
     for (index, file_parts) in files.into_iter().enumerate() {
+        if only_file > 0 && index + 1 != only_file {
+            continue;
+        }
+        written_lake_bytes += file_parts.iter().map(|p| p.bytes).sum::<u64>();
         let member = if file_count == 1 {
             format!("{table}.csv")
         } else {
@@ -736,6 +748,8 @@ async fn export(flags: &Flags) -> Result<Value, BenchError> {
         "read_ahead": read_ahead,
         "keys": keys,
         "files": file_count,
+        "only_file": only_file,
+        "written_lake_bytes": written_lake_bytes,
         "rows": rows,
         "lake_bytes": lake_bytes,
         "lake_parts": parts.len(),
