@@ -139,9 +139,12 @@ def report(results):
     for name, run in rows:
         if run:
             peak = rss_mib(run)
+            # A file task wrote one file of the table; say which, not the table's file count.
+            what = (f"task {run['only_file']} of {run['files']}" if run.get("only_file")
+                    else f"{run['files']} file(s)")
             print_(
                 f"   {verdict(peak <= PEAK_RSS_MIB)}  {run['lake_bytes'] / MIB:6.0f} MiB table "
-                f"({run['bytes'] / MIB:.0f} MiB CSV, {run['files']} file(s)): peak RSS {peak:6.1f} MiB   "
+                f"({run['bytes'] / MIB:.0f} MiB CSV, {what}): peak RSS {peak:6.1f} MiB   "
                 f"target <= {PEAK_RSS_MIB:.0f} MiB"
             )
         elif name == "large" and skipped:

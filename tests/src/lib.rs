@@ -525,7 +525,69 @@ impl Stack {
     }
 }
 
+/// A connector set up as a customer follows the setup endpoint, and validated.
+pub struct ActiveConnector {
+    pub id: String,
+    pub bucket: String,
+    /// The customer's role (same account, see [`Customer`]).
+    pub role: String,
+    /// What `GET /connectors/{id}/setup` answered.
+    pub setup: Value,
+}
+
 impl Customer {
+    /// A new bucket in us-east-1 and a connector on it: `body` (name, direction, prefix,
+    /// options) gains the bucket, the region and role auth; the role is created with the
+    /// setup endpoint's trust and permission policies, and validation must make it active.
+    pub async fn active_connector(
+        &self,
+        api: &Api<'_>,
+        label: &str,
+        mut body: Value,
+    ) -> ActiveConnector {
+        let bucket = unique_bucket(label);
+        self.create_bucket(&bucket, "us-east-1").await;
+        let role = format!("{label}-{}", &bucket[bucket.len() - 8..]);
+        let fields = body.as_object_mut().expect("a connector body is an object");
+        fields.insert("bucket".into(), json!(bucket));
+        fields.insert("region".into(), json!("us-east-1"));
+        fields.insert(
+            "auth".into(),
+            json!({"mode": "role", "role_arn": format!("arn:aws:iam::{}:role/{role}", self.account_id)}),
+        );
+        let created = api.post("/connectors", &body).await;
+        assert_eq!(created.status, 201, "{}", created.raw_body);
+        let id = created.body["id"].as_str().unwrap().to_owned();
+        let setup = api.get(&format!("/connectors/{id}/setup")).await.body;
+        self.create_role(&role, &setup["trust_policy"], &setup["permission_policy"])
+            .await;
+        let report = api
+            .post(&format!("/connectors/{id}/validate"), &json!({}))
+            .await;
+        assert_eq!(report.body["status"], "active", "{}", report.raw_body);
+        ActiveConnector {
+            id,
+            bucket,
+            role,
+            setup,
+        }
+    }
+
+    /// An object's bytes and Content-Type.
+    pub async fn object(&self, bucket: &str, key: &str) -> (Vec<u8>, Option<String>) {
+        let out = self
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GetObject {key}: {e:?}"));
+        let content_type = out.content_type().map(str::to_owned);
+        let bytes = out.body.collect().await.unwrap().into_bytes().to_vec();
+        (bytes, content_type)
+    }
+
     pub async fn create_bucket(&self, name: &str, region: &str) {
         let mut request = self.s3.create_bucket().bucket(name);
         if region != "us-east-1" {
@@ -630,6 +692,11 @@ pub fn without_action(policy: &Value, action: &str) -> Value {
         statements.retain(|s| s["Action"].as_array().is_none_or(|a| !a.is_empty()));
     }
     policy
+}
+
+/// Lower-case hex, as S3 checksums and the manifest's SHA-256 are written.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The connectors table, with `due` narrowed to one tenant's connectors: a tick run by a test

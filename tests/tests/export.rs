@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use shared::adapters::lake::DynamoLake;
 use shared::lake::Lake;
 use shared::lake::seed::{self, SeedTable};
-use tests::{Api, Customer, Stack, unique_bucket, unique_tenant, without_action};
+use tests::{Api, Customer, Stack, hex, unique_tenant, without_action};
 
 const SEED: u64 = 8;
 const ROWS: usize = 120;
@@ -39,32 +39,18 @@ struct Exporting<'a> {
 /// the setup endpoint instructs; it exports the `sales` table.
 async fn export_connector<'a>(stack: &'a Stack, label: &str) -> Exporting<'a> {
     let customer = stack.customer();
-    let bucket = unique_bucket(label);
-    customer.create_bucket(&bucket, "us-east-1").await;
     let tenant = unique_tenant(label);
     let api = stack.api(&tenant);
-    let role = format!("{label}-{}", &bucket[bucket.len() - 8..]);
-    let created = api
-        .post(
-            "/connectors",
-            &json!({
-                "name": "Acme Shop", "direction": "export", "bucket": bucket, "region": "us-east-1",
-                "prefix": "exports",
-                "auth": {"mode": "role", "role_arn": format!("arn:aws:iam::{}:role/{role}", customer.account_id)},
+    let connector = customer
+        .active_connector(
+            &api,
+            label,
+            json!({
+                "name": "Acme Shop", "direction": "export", "prefix": "exports",
                 "export": {"tables": [{"name": "sales"}]},
             }),
         )
         .await;
-    assert_eq!(created.status, 201, "{}", created.raw_body);
-    let id = created.body["id"].as_str().unwrap().to_owned();
-    let setup = api.get(&format!("/connectors/{id}/setup")).await.body;
-    customer
-        .create_role(&role, &setup["trust_policy"], &setup["permission_policy"])
-        .await;
-    let report = api
-        .post(&format!("/connectors/{id}/validate"), &json!({}))
-        .await;
-    assert_eq!(report.body["status"], "active", "{}", report.raw_body);
     let lake = DynamoLake::new(
         stack.s3(),
         stack.dynamodb(),
@@ -75,11 +61,11 @@ async fn export_connector<'a>(stack: &'a Stack, label: &str) -> Exporting<'a> {
         stack,
         api,
         tenant,
-        id,
-        bucket,
+        id: connector.id,
+        bucket: connector.bucket,
         customer,
-        role,
-        setup,
+        role: connector.role,
+        setup: connector.setup,
         lake,
     }
 }
@@ -143,18 +129,7 @@ impl Exporting<'_> {
     }
 
     async fn object(&self, key: &str) -> (Vec<u8>, Option<String>) {
-        let out = self
-            .customer
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GetObject {key}: {e:?}"));
-        let content_type = out.content_type().map(str::to_owned);
-        let bytes = out.body.collect().await.unwrap().into_bytes().to_vec();
-        (bytes, content_type)
+        self.customer.object(&self.bucket, key).await
     }
 
     async fn keys(&self) -> Vec<String> {
@@ -485,10 +460,6 @@ fn extension_of(export: &Value) -> String {
         ext.push_str(".pgp");
     }
     ext
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A run that cannot write (quote mode `never` with commas in the data; then a role without

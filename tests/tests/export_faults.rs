@@ -29,7 +29,7 @@ use shared::lake::seed::{self, SeedTable};
 use shared::ports::RunStore;
 use shared::scheduler::{Scheduler, TickOutcome, TickSettings};
 use tests::fault_proxy::{FaultPlan, FaultProxy};
-use tests::{Stack, unique_bucket, unique_tenant};
+use tests::{Stack, hex, unique_tenant};
 
 const SEED: u64 = 21;
 /// Four lake parts of 40,000 rows: with `max_file_size_mb` 5 the plan makes several files,
@@ -42,18 +42,15 @@ const MIB: usize = 1024 * 1024;
 async fn throttled_and_failing_s3_calls_lose_no_row_duplicate_none_and_leave_no_upload_open() {
     let stack = Stack::connect().await;
     let customer = stack.customer();
-    let bucket = unique_bucket("faults");
-    customer.create_bucket(&bucket, "us-east-1").await;
     let tenant = unique_tenant("faults");
     let api = stack.api(&tenant);
-    let role = format!("faults-{}", &bucket[bucket.len() - 8..]);
-    let created = api
-        .post(
-            "/connectors",
-            &json!({
-                "name": "Throttled", "direction": "export", "bucket": bucket, "region": "us-east-1",
-                "prefix": "exports/", "schedule": "rate(1 hour)",
-                "auth": {"mode": "role", "role_arn": format!("arn:aws:iam::{}:role/{role}", customer.account_id)},
+    let connector = customer
+        .active_connector(
+            &api,
+            "faults",
+            json!({
+                "name": "Throttled", "direction": "export", "prefix": "exports/",
+                "schedule": "rate(1 hour)",
                 "export": {
                     "tables": [{"name": "sales"}], "format": {"type": "jsonl"},
                     "compression": "none", "max_file_size_mb": 5
@@ -61,16 +58,7 @@ async fn throttled_and_failing_s3_calls_lose_no_row_duplicate_none_and_leave_no_
             }),
         )
         .await;
-    assert_eq!(created.status, 201, "{}", created.raw_body);
-    let id = created.body["id"].as_str().unwrap().to_owned();
-    let setup = api.get(&format!("/connectors/{id}/setup")).await.body;
-    customer
-        .create_role(&role, &setup["trust_policy"], &setup["permission_policy"])
-        .await;
-    let report = api
-        .post(&format!("/connectors/{id}/validate"), &json!({}))
-        .await;
-    assert_eq!(report.body["status"], "active", "{}", report.raw_body);
+    let (id, bucket) = (connector.id, connector.bucket);
 
     let lake = Arc::new(DynamoLake::new(
         stack.s3(),
@@ -123,10 +111,11 @@ async fn throttled_and_failing_s3_calls_lose_no_row_duplicate_none_and_leave_no_
     let through_proxy = stack.sdk.to_builder().endpoint_url(&proxy.url).build();
     let mut settings = ExportSettings::new(std::env::temp_dir());
     settings.upload.first_part_size = 5 * MIB;
+    let runs_store = || DynamoRunStore::new(stack.dynamodb(), stack.env.get("RUNS_TABLE"));
     let engine = ExportEngine::new(
         lake.clone(),
         RunStores {
-            runs: DynamoRunStore::new(stack.dynamodb(), stack.env.get("RUNS_TABLE")),
+            runs: runs_store(),
             connectors: DynamoConnectorStore::new(
                 stack.dynamodb(),
                 stack.env.get("CONNECTORS_TABLE"),
@@ -145,10 +134,10 @@ async fn throttled_and_failing_s3_calls_lose_no_row_duplicate_none_and_leave_no_
     let view = api.get(&format!("/connectors/{id}")).await.body;
     let slot: chrono::DateTime<chrono::Utc> =
         view["next_run_at"].as_str().unwrap().parse().unwrap();
-    let runs = DynamoRunStore::new(stack.dynamodb(), stack.env.get("RUNS_TABLE"));
+    let runs = runs_store();
     let scheduler = Scheduler {
         connectors: stack.one_tenant(&tenant),
-        runs: DynamoRunStore::new(stack.dynamodb(), stack.env.get("RUNS_TABLE")),
+        runs: runs_store(),
         queue: SqsRunQueue::new(sqs.clone(), &queue_url),
         settings: TickSettings::new(5),
     };
@@ -262,7 +251,7 @@ async fn throttled_and_failing_s3_calls_lose_no_row_duplicate_none_and_leave_no_
     let mut stored = BTreeMap::new();
     for file in files {
         let key = file["key"].as_str().unwrap();
-        let bytes = customer_object(&customer, &bucket, key).await;
+        let bytes = customer.object(&bucket, key).await.0;
         let digest = hex(&Sha256::digest(&bytes));
         assert_eq!(
             (bytes.len() as u64, digest.as_str()),
@@ -300,7 +289,7 @@ async fn throttled_and_failing_s3_calls_lose_no_row_duplicate_none_and_leave_no_
 
     let manifest_key = run["plan"]["manifest_key"].as_str().unwrap();
     let manifest: Value =
-        serde_json::from_slice(&customer_object(&customer, &bucket, manifest_key).await).unwrap();
+        serde_json::from_slice(&customer.object(&bucket, manifest_key).await.0).unwrap();
     let listed: BTreeMap<String, (u64, String)> = manifest["files"]
         .as_array()
         .unwrap()
@@ -354,25 +343,4 @@ async fn throttled_and_failing_s3_calls_lose_no_row_duplicate_none_and_leave_no_
         .unwrap();
     assert_eq!(watermarks.get("sales"), Some(&last_part), "{watermarks:?}");
     sqs.delete_queue().queue_url(&queue_url).send().await.ok();
-}
-
-async fn customer_object(customer: &tests::Customer, bucket: &str, key: &str) -> Vec<u8> {
-    customer
-        .s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GetObject {key}: {e:?}"))
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes()
-        .to_vec()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

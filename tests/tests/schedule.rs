@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use shared::adapters::runs::DynamoRunStore;
 use shared::adapters::sqs::SqsRunQueue;
 use shared::scheduler::{Scheduler, TickOutcome, TickReport, TickSettings};
-use tests::{Api, OneTenant, Stack, unique_bucket, unique_tenant};
+use tests::{Api, OneTenant, Stack, unique_tenant};
 
 fn scheduler(stack: &Stack, tenant: &str) -> Scheduler<OneTenant, DynamoRunStore, SqsRunQueue> {
     Scheduler {
@@ -29,32 +29,15 @@ fn scheduler(stack: &Stack, tenant: &str) -> Scheduler<OneTenant, DynamoRunStore
 
 /// An active hourly export connector; returns its id.
 async fn hourly_export(stack: &Stack, api: &Api<'_>) -> String {
-    let customer = stack.customer();
-    let bucket = unique_bucket("tick");
-    customer.create_bucket(&bucket, "us-east-1").await;
-    let role = format!("tick-{}", &bucket[bucket.len() - 8..]);
-    let created = api
-        .post(
-            "/connectors",
-            &json!({
-                "name": "hourly", "direction": "export", "bucket": bucket, "region": "us-east-1",
-                "prefix": "exports/", "schedule": "rate(1 hour)",
-                "auth": {"mode": "role", "role_arn": format!("arn:aws:iam::{}:role/{role}", customer.account_id)},
-                "export": {"tables": [{"name": "orders"}]}
-            }),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.raw_body);
-    let id = created.body["id"].as_str().unwrap().to_owned();
-    let setup = api.get(&format!("/connectors/{id}/setup")).await.body;
-    customer
-        .create_role(&role, &setup["trust_policy"], &setup["permission_policy"])
-        .await;
-    let report = api
-        .post(&format!("/connectors/{id}/validate"), &json!({}))
-        .await;
-    assert_eq!(report.body["status"], "active", "{:#}", report.body);
-    id
+    let body = json!({
+        "name": "hourly", "direction": "export", "prefix": "exports/", "schedule": "rate(1 hour)",
+        "export": {"tables": [{"name": "orders"}]}
+    });
+    stack
+        .customer()
+        .active_connector(api, "tick", body)
+        .await
+        .id
 }
 
 async fn next_run_at(api: &Api<'_>, id: &str) -> DateTime<Utc> {

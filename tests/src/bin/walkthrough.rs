@@ -141,23 +141,6 @@ async fn list_bucket(customer: &tests::Customer, bucket: &str) {
     }
 }
 
-async fn object(customer: &tests::Customer, bucket: &str, key: &str) -> Vec<u8> {
-    let out = customer
-        .s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .expect("GetObject");
-    out.body
-        .collect()
-        .await
-        .expect("body")
-        .into_bytes()
-        .to_vec()
-}
-
 #[tokio::main]
 async fn main() {
     let stack = Stack::connect().await;
@@ -292,7 +275,7 @@ async fn main() {
     walk.step("What landed in Acme's bucket");
     list_bucket(&customer, &export_bucket).await;
     let manifest_key = run["plan"]["manifest_key"].as_str().unwrap();
-    let manifest = object(&customer, &export_bucket, manifest_key).await;
+    let manifest = customer.object(&export_bucket, manifest_key).await.0;
     let manifest: Value = serde_json::from_slice(&manifest).expect("manifest JSON");
     let mut shown = manifest.clone();
     for file in shown["files"].as_array_mut().unwrap() {
@@ -312,7 +295,7 @@ async fn main() {
     }
     show(&format!("{manifest_key} (schema folded)"), &shown);
     let sales_key = run["files"][0]["key"].as_str().unwrap();
-    let gz = object(&customer, &export_bucket, sales_key).await;
+    let gz = customer.object(&export_bucket, sales_key).await.0;
     let mut text = String::new();
     flate2::read::MultiGzDecoder::new(&gz[..])
         .read_to_string(&mut text)
@@ -345,12 +328,10 @@ async fn main() {
         run["status"] == "succeeded" && run["files"][0]["rows"] == 1_000,
         "only the new rows are exported",
     );
-    let parquet = object(
-        &customer,
-        &export_bucket,
-        run["files"][0]["key"].as_str().unwrap(),
-    )
-    .await;
+    let parquet = customer
+        .object(&export_bucket, run["files"][0]["key"].as_str().unwrap())
+        .await
+        .0;
     println!(
         "   {} starts with {:?}: a Parquet file any reader opens",
         run["files"][0]["key"].as_str().unwrap(),
