@@ -17,6 +17,8 @@ pub mod error;
 pub mod export;
 #[cfg(any(test, feature = "testing"))]
 pub mod fakes;
+#[cfg(feature = "ingest")]
+pub mod ingest;
 #[cfg(feature = "lake")]
 pub mod lake;
 pub mod ports;
