@@ -73,3 +73,19 @@ pub const PGP_PUBLIC_KEY: &str = include_str!("testdata/pgp_public_key.asc");
 
 /// The secret half of [`PGP_PUBLIC_KEY`], unprotected: for tests that decrypt an export.
 pub const PGP_SECRET_KEY: &str = include_str!("testdata/pgp_secret_key.asc");
+
+/// An active ingest connector (`con_1` of tenant `acme`, bucket `acme-drops`, prefix
+/// `incoming/`, role auth) with `ingest` as its ingest settings.
+pub fn ingest_connector(ingest: Value) -> Connector {
+    let mut connector = stored_connector(serde_json::json!({
+        "name": "Acme Drops",
+        "direction": "ingest",
+        "bucket": "acme-drops",
+        "region": "us-east-1",
+        "prefix": "incoming/",
+        "auth": {"mode": "role", "role_arn": "arn:aws:iam::111111111111:role/acme-ingest"},
+        "ingest": ingest,
+    }));
+    connector.status = ConnectorStatus::Active;
+    connector
+}

@@ -508,6 +508,62 @@ pub struct IngestOptions {
     /// Where bad files are moved; `None` leaves them in the source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_dir: Option<String>,
+    /// How many bad rows a file may have and still load (items written before it existed:
+    /// none).
+    #[serde(default)]
+    pub reject: RejectPolicy,
+}
+
+/// How many bad rows a file may have and still load (its good rows; the bad ones go to the
+/// sidecar). Default: none, so one bad row fails the file.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectPolicy {
+    /// At most this many bad rows.
+    MaxBadRows(u64),
+    /// At most this share of the file's data rows, in percent (0–100).
+    MaxBadPercent(f64),
+}
+
+// The spec parser only admits percentages in 0..=100 (never NaN), so equality is total.
+impl Eq for RejectPolicy {}
+
+impl Default for RejectPolicy {
+    fn default() -> Self {
+        RejectPolicy::MaxBadRows(0)
+    }
+}
+
+impl RejectPolicy {
+    /// Whether a file of `total` data rows with `bad` of them refused may load.
+    pub fn accepts(self, bad: u64, total: u64) -> bool {
+        match self {
+            RejectPolicy::MaxBadRows(max) => bad <= max,
+            RejectPolicy::MaxBadPercent(percent) => {
+                bad == 0 || (total > 0 && (bad as f64) * 100.0 <= percent * (total as f64))
+            }
+        }
+    }
+
+    /// Whether `bad` refused rows already fail the file, however many rows follow (parsing
+    /// can stop).
+    pub fn exceeded(self, bad: u64) -> bool {
+        match self {
+            RejectPolicy::MaxBadRows(max) => bad > max,
+            RejectPolicy::MaxBadPercent(percent) => bad > 0 && percent <= 0.0,
+        }
+    }
+
+    /// The policy in words, for error messages.
+    pub fn describe(self) -> String {
+        match self {
+            RejectPolicy::MaxBadRows(0) => "no bad row is accepted".to_owned(),
+            RejectPolicy::MaxBadRows(max) => format!("at most {max} bad rows are accepted"),
+            RejectPolicy::MaxBadPercent(percent) => {
+                format!("at most {percent} % of the rows may be bad")
+            }
+        }
+    }
 }
 
 /// Text the service stores and re-reads (a schedule, a key template), held parsed.

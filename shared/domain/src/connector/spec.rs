@@ -12,7 +12,7 @@ use crate::connector::schedule::Schedule;
 use crate::connector::{
     Auth, Connector, DelimitedFormat, Dialect, Direction, EmptyExportPolicy, Encryption,
     ExportCompression, ExportOptions, FileFormat, Flow, FormatKind, IngestCompression,
-    IngestOptions, Parsed, QuoteMode, SseMode, TableSelection,
+    IngestOptions, Parsed, QuoteMode, RejectPolicy, SseMode, TableSelection,
 };
 
 pub const DEFAULT_SCHEDULE: &str = "rate(1 day)";
@@ -744,6 +744,10 @@ fn read_ingest(mut r: ObjectReader<'_>, source_prefix: Option<&str>) -> Option<I
         .unwrap_or(IngestCompression::Auto);
     let success_dir = read_move_dir(&mut r, "success_dir", source_prefix);
     let failed_dir = read_move_dir(&mut r, "failed_dir", source_prefix);
+    let reject = match r.take_object("reject") {
+        None => Some(RejectPolicy::default()),
+        Some(value) => read_reject(ObjectReader::new(&r.path_of("reject"), value, r.errors())),
+    };
     if let (Some(Some(s)), Some(Some(f))) = (&success_dir, &failed_dir)
         && rules::prefixes_overlap(s, f)
     {
@@ -756,7 +760,42 @@ fn read_ingest(mut r: ObjectReader<'_>, source_prefix: Option<&str>) -> Option<I
         compression,
         success_dir: success_dir?,
         failed_dir: failed_dir?,
+        reject: reject?,
     })
+}
+
+/// `{"max_bad_rows": N}` or `{"max_bad_percent": x}` (one of them).
+fn read_reject(mut r: ObjectReader<'_>) -> Option<RejectPolicy> {
+    let rows = r.take::<u64>("max_bad_rows");
+    let percent = r.take::<f64>("max_bad_percent");
+    let policy = match (rows, percent) {
+        (Some(_), Some(_)) => {
+            r.error(
+                "max_bad_percent",
+                "give max_bad_rows or max_bad_percent, not both",
+            );
+            None
+        }
+        (Some(rows), None) => Some(RejectPolicy::MaxBadRows(rows)),
+        (None, Some(percent)) if (0.0..=100.0).contains(&percent) => {
+            Some(RejectPolicy::MaxBadPercent(percent))
+        }
+        (None, Some(_)) => {
+            r.error("max_bad_percent", "must be a percentage from 0 to 100");
+            None
+        }
+        (None, None) => {
+            if !r.contains("max_bad_rows") && !r.contains("max_bad_percent") {
+                r.error(
+                    "max_bad_rows",
+                    "is required: give max_bad_rows (a count, 0 = fail on any bad row) or max_bad_percent (0-100)",
+                );
+            }
+            None
+        }
+    };
+    r.finish();
+    policy
 }
 
 /// `Some(None)`: not set; `None`: invalid.

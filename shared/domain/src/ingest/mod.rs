@@ -1,3 +1,4 @@
 //! Ingest: files customers drop in their bucket, announced by S3 notifications.
 
+pub mod file;
 pub mod notification;

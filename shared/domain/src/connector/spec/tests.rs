@@ -74,6 +74,23 @@ fn ingest_defaults_and_secret_handling() {
     let ingest = spec.flow.ingest_options().unwrap().clone();
     assert_eq!(ingest.compression, IngestCompression::Auto);
     assert_eq!(ingest.format.delimited().map(|d| d.delimiter()), Some(','));
+    assert_eq!(ingest.reject, RejectPolicy::MaxBadRows(0));
+    for (reject, want) in [
+        (json!({"max_bad_rows": 25}), RejectPolicy::MaxBadRows(25)),
+        (
+            json!({"max_bad_percent": 1.5}),
+            RejectPolicy::MaxBadPercent(1.5),
+        ),
+        (
+            json!({"max_bad_percent": 0}),
+            RejectPolicy::MaxBadPercent(0.0),
+        ),
+    ] {
+        let mut body = ingest_body();
+        body["ingest"]["reject"] = reject.clone();
+        let spec = parse_create(body).unwrap();
+        assert_eq!(spec.flow.ingest_options().unwrap().reject, want, "{reject}");
+    }
     let AuthSpec::AccessKey(Some(keys)) = spec.auth else {
         panic!("keys expected")
     };
@@ -247,6 +264,26 @@ fn each_violation_names_its_field() {
             ingest_body(),
             json!({"ingest": {"table": "orders", "failed_dir": ""}}),
             &["ingest.failed_dir"],
+        ),
+        (
+            ingest_body(),
+            json!({"ingest": {"table": "orders", "reject": {"max_bad_rows": 1, "max_bad_percent": 2}}}),
+            &["ingest.reject.max_bad_percent"],
+        ),
+        (
+            ingest_body(),
+            json!({"ingest": {"table": "orders", "reject": {"max_bad_percent": 101}}}),
+            &["ingest.reject.max_bad_percent"],
+        ),
+        (
+            ingest_body(),
+            json!({"ingest": {"table": "orders", "reject": {}}}),
+            &["ingest.reject.max_bad_rows"],
+        ),
+        (
+            ingest_body(),
+            json!({"ingest": {"table": "orders", "reject": {"max_bad_rows": -1, "other": 1}}}),
+            &["ingest.reject.max_bad_rows", "ingest.reject.other"],
         ),
         (
             ingest_body(),
