@@ -7,6 +7,7 @@
 pub mod claims;
 #[cfg(feature = "lake")]
 pub mod lake;
+pub mod ledger;
 pub mod runs;
 pub mod storage;
 pub mod sts;

@@ -11,6 +11,7 @@ use crate::domain::connector::spec::AccessKeyPair;
 use crate::domain::connector::{Connector, Encryption};
 use crate::domain::export::run::{Run, RunMessage, Watermarks};
 use crate::domain::export::task::TaskRecord;
+use crate::domain::ingest::file::{FileStatus, IngestFile};
 use crate::domain::setup::checks::BucketSettings;
 use crate::error::{AwsCallError, SecretError, StoreError};
 
@@ -161,6 +162,17 @@ pub trait ObjectStore: Send + Sync {
         range: Option<(u64, u64)>,
     ) -> impl Future<Output = Result<Vec<u8>, AwsCallError>> + Send;
 
+    /// The range `first..=last` of the object, only while its ETag is still `e_tag`
+    /// (`If-Match`): an object overwritten mid-read fails with `PreconditionFailed` (412)
+    /// instead of mixing two uploads' bytes.
+    fn get_range_if(
+        &self,
+        key: &str,
+        first: u64,
+        last: u64,
+        e_tag: &str,
+    ) -> impl Future<Output = Result<Bytes, AwsCallError>> + Send;
+
     /// PutObject with the body's CRC32C; the new object's ETag.
     fn put(
         &self,
@@ -184,6 +196,18 @@ pub trait ObjectStore: Send + Sync {
         upload_id: &str,
         part_number: i32,
         body: Body,
+    ) -> impl Future<Output = Result<UploadedPart, AwsCallError>> + Send;
+
+    /// UploadPartCopy: bytes `first..=last` of `source_key` (same bucket, only while its ETag
+    /// is `source_e_tag`) as part `part_number` of an upload to `key`.
+    fn copy_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        source_key: &str,
+        source_e_tag: &str,
+        range: (u64, u64),
     ) -> impl Future<Output = Result<UploadedPart, AwsCallError>> + Send;
 
     /// ListParts of an upload in progress.
@@ -249,10 +273,16 @@ pub struct HeadBucketError {
     pub region: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectInfo {
     pub size: u64,
     pub e_tag: Option<String>,
+    pub version_id: Option<String>,
+    pub content_type: Option<String>,
+    /// Server-side encryption as S3 reports it (`None`: none, or a kind we do not name).
+    pub encryption: Option<Encryption>,
+    /// User metadata (`x-amz-meta-*`), names without the prefix.
+    pub metadata: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -266,6 +296,7 @@ pub struct Listing {
 pub struct ListedObject {
     pub key: String,
     pub size: u64,
+    pub e_tag: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,6 +357,8 @@ pub struct WriteOptions {
     pub encryption: Option<Encryption>,
     pub bucket_owner_full_control: bool,
     pub content_type: Option<String>,
+    /// User metadata to set (PutObject, CreateMultipartUpload; CopyObject copies the source's).
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// Our side of AWS STS: assuming customers' roles and our own principal, and asking who a set
@@ -496,4 +529,27 @@ pub trait RunClaims: Send + Sync {
     /// Releases the markers `run` holds (its connector's, and its tenant seat); markers held
     /// by another run are left alone, and releasing twice is a no-op. The slot stays taken.
     fn release(&self, run: &Run) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The ingest ledger: one record per file (bucket, key, ETag), written with optimistic
+/// concurrency so that one delivery at a time acts on a file (docs/architecture.md, "Ingest").
+pub trait IngestLedger: Send + Sync {
+    fn get(
+        &self,
+        object_id: &str,
+    ) -> impl Future<Output = Result<Option<IngestFile>, StoreError>> + Send;
+
+    /// Writes `file` if the stored record is at `file.version - 1` (no record for version 1);
+    /// `StoreError::Contended` when another write got there first.
+    fn put(&self, file: &IngestFile) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The connector's files, newest first, optionally of one status; `after` continues from
+    /// a page's `next`.
+    fn list(
+        &self,
+        connector_id: &str,
+        status: Option<FileStatus>,
+        limit: u32,
+        after: Option<&str>,
+    ) -> impl Future<Output = Result<Page<IngestFile>, StoreError>> + Send;
 }

@@ -27,10 +27,13 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use uuid::Uuid;
 
 use crate::error::AwsCallError;
+use arrow_schema::SchemaRef;
+
 use crate::lake::part_file::{EncodedPart, decode_part, encode_part};
 use crate::lake::schema::{schema_from_json, schema_to_json};
 use crate::lake::{
-    Lake, LakeError, LakePart, PartBatches, validate_table_name, validate_tenant_id,
+    Lake, LakeError, LakePart, LoadState, PartBatches, StagedPart, validate_table_name,
+    validate_tenant_id,
 };
 
 /// `part_seq` of a table's head item and of a tenant's table set.
@@ -38,6 +41,10 @@ const HEAD_SEQ: u64 = 0;
 /// Appends that lose the race for the next number retry with the one after; past this many
 /// lost races in a row the append fails as retryable rather than spin.
 const MAX_APPEND_ATTEMPTS: u32 = 20;
+
+/// Parts committed per transaction of a load: with the head, the manifest and the tenant's
+/// table set that stays under DynamoDB's 100 items a transaction.
+const LOAD_PARTS_PER_COMMIT: usize = 90;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -133,6 +140,145 @@ impl DynamoLake {
         .into())
     }
 
+    async fn manifest(
+        &self,
+        tenant_id: &str,
+        table: &str,
+        load_id: &str,
+    ) -> Result<Option<LoadManifest>, LakeError> {
+        let id = load_table_id(tenant_id, table, load_id);
+        let out = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.catalog_table)
+            .set_key(Some(catalog_key(&id, HEAD_SEQ)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsCallError::from_sdk("dynamodb", "GetItem", &e))?;
+        out.item
+            .map(|item| manifest_from_item(&id, &item))
+            .transpose()
+    }
+
+    /// Records the load's parts once; the manifest already recorded wins over `parts`.
+    async fn record_manifest(
+        &self,
+        tenant_id: &str,
+        table: &str,
+        load_id: &str,
+        parts: &[StagedPart],
+    ) -> Result<LoadManifest, LakeError> {
+        if let Some(manifest) = self.manifest(tenant_id, table, load_id).await? {
+            return Ok(manifest);
+        }
+        let Some(first) = parts.first() else {
+            return Err(LakeError::Invalid {
+                table: table.to_owned(),
+                reason: format!("load {load_id} has no part to commit"),
+            });
+        };
+        let schema_json = schema_to_json(&first.schema).map_err(|e| LakeError::Invalid {
+            table: table.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let manifest = LoadManifest {
+            keys: parts.iter().map(|p| p.key.clone()).collect(),
+            rows: parts.iter().map(|p| p.rows).collect(),
+            bytes: parts.iter().map(|p| p.bytes).collect(),
+            schema_json,
+            seqs: Vec::new(),
+        };
+        let id = load_table_id(tenant_id, table, load_id);
+        let result = self
+            .dynamodb
+            .put_item()
+            .table_name(&self.catalog_table)
+            .set_item(Some(manifest_item(&id, &manifest)))
+            .condition_expression("attribute_not_exists(table_id)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(manifest),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                // A concurrent commit of the same load recorded it first: its parts win.
+                self.manifest(tenant_id, table, load_id)
+                    .await?
+                    .ok_or_else(|| LakeError::Corrupt {
+                        key: id,
+                        reason: "the load's manifest exists and cannot be read".to_owned(),
+                    })
+            }
+            Err(e) => Err(AwsCallError::from_sdk("dynamodb", "PutItem", &e).into()),
+        }
+    }
+
+    /// Commits the next chunk of the load's parts: the head, the parts and the manifest's
+    /// count move in one transaction, so a chunk is in entirely or not at all.
+    async fn commit_chunk(
+        &self,
+        tenant_id: &str,
+        table: &str,
+        load_id: &str,
+        manifest: &LoadManifest,
+    ) -> Result<Commit, LakeError> {
+        let done = manifest.seqs.len();
+        let end = (done + LOAD_PARTS_PER_COMMIT).min(manifest.keys.len());
+        let schema = schema_from_json(&manifest.schema_json).map_err(|e| LakeError::Corrupt {
+            key: load_table_id(tenant_id, table, load_id),
+            reason: format!("schema: {e}"),
+        })?;
+        let head = self.head(tenant_id, table).await?;
+        let created_at = now();
+        let parts: Vec<LakePart> = (done..end)
+            .enumerate()
+            .map(|(offset, index)| LakePart {
+                tenant_id: tenant_id.to_owned(),
+                table: table.to_owned(),
+                seq: head.last_seq + 1 + offset as u64,
+                key: manifest.keys[index].clone(),
+                rows: manifest.rows[index],
+                bytes: manifest.bytes[index],
+                created_at,
+                schema: schema.clone(),
+            })
+            .collect();
+        let mut items = commit_parts_items(&self.catalog_table, &parts, &manifest.schema_json)?;
+        let counted = Update::builder()
+            .table_name(&self.catalog_table)
+            .set_key(Some(catalog_key(
+                &load_table_id(tenant_id, table, load_id),
+                HEAD_SEQ,
+            )))
+            .update_expression("SET seqs = list_append(seqs, :new)")
+            .condition_expression("size(seqs) = :done")
+            .expression_attribute_values(
+                ":new",
+                AttributeValue::L(parts.iter().map(|p| number(p.seq)).collect()),
+            )
+            .expression_attribute_values(":done", number(done as u64))
+            .build()
+            .map_err(|e| LakeError::Invalid {
+                table: table.to_owned(),
+                reason: format!("the catalog write could not be built: {e}"),
+            })?;
+        items.push(TransactWriteItem::builder().update(counted).build());
+        let result = self
+            .dynamodb
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Commit::Done),
+            Err(e) if e.as_service_error().is_some_and(lost_the_race) => Ok(Commit::Lost),
+            Err(e) => Err(AwsCallError::from_sdk("dynamodb", "TransactWriteItems", &e).into()),
+        }
+    }
+
     async fn head(&self, tenant_id: &str, table: &str) -> Result<Head, LakeError> {
         let out = self
             .dynamodb
@@ -183,6 +329,7 @@ impl DynamoLake {
     }
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum Commit {
     Done,
     Lost,
@@ -231,6 +378,133 @@ fn tables_id(tenant_id: &str) -> String {
     format!("{tenant_id}#")
 }
 
+/// A load's manifest: `<tenant>#<table>#load#<load id>` (table names hold no `#`, so it is no
+/// table's id).
+fn load_table_id(tenant_id: &str, table: &str, load_id: &str) -> String {
+    format!("{tenant_id}#{table}#load#{load_id}")
+}
+
+/// `tenants/<tenant>/<table>/staged-<uuid>.parquet`: a part whose number is given when its load
+/// commits.
+pub fn staged_part_key(tenant_id: &str, table: &str, id: Uuid) -> String {
+    format!("tenants/{tenant_id}/{table}/staged-{id}.parquet")
+}
+
+/// The parts of one load in order, and the numbers of those committed so far (a prefix).
+#[derive(Debug, Clone, PartialEq)]
+struct LoadManifest {
+    keys: Vec<String>,
+    rows: Vec<u64>,
+    bytes: Vec<u64>,
+    schema_json: String,
+    seqs: Vec<u64>,
+}
+
+fn numbers(values: &[u64]) -> AttributeValue {
+    AttributeValue::L(values.iter().map(|v| number(*v)).collect())
+}
+
+fn manifest_item(id: &str, manifest: &LoadManifest) -> Item {
+    let mut item = catalog_key(id, HEAD_SEQ);
+    item.extend([
+        (
+            "keys".to_owned(),
+            AttributeValue::L(
+                manifest
+                    .keys
+                    .iter()
+                    .map(|k| AttributeValue::S(k.clone()))
+                    .collect(),
+            ),
+        ),
+        ("rows".to_owned(), numbers(&manifest.rows)),
+        ("bytes".to_owned(), numbers(&manifest.bytes)),
+        (
+            "schema".to_owned(),
+            AttributeValue::S(manifest.schema_json.clone()),
+        ),
+        ("seqs".to_owned(), numbers(&manifest.seqs)),
+        (
+            "created_at".to_owned(),
+            AttributeValue::S(now().to_rfc3339_opts(SecondsFormat::Micros, true)),
+        ),
+    ]);
+    item
+}
+
+fn manifest_from_item(id: &str, item: &Item) -> Result<LoadManifest, LakeError> {
+    let corrupt = |reason: String| LakeError::Corrupt {
+        key: id.to_owned(),
+        reason,
+    };
+    let list = |name: &str| match item.get(name) {
+        Some(AttributeValue::L(values)) => Ok(values),
+        _ => Err(corrupt(format!("the load manifest has no {name} list"))),
+    };
+    let counts = |name: &str| -> Result<Vec<u64>, LakeError> {
+        list(name)?
+            .iter()
+            .map(|v| match v {
+                AttributeValue::N(n) => n
+                    .parse()
+                    .map_err(|_| corrupt(format!("{name} holds {n:?}, not a count"))),
+                _ => Err(corrupt(format!(
+                    "{name} holds a value that is not a number"
+                ))),
+            })
+            .collect()
+    };
+    let keys = list("keys")?
+        .iter()
+        .map(|v| match v {
+            AttributeValue::S(k) => Ok(k.clone()),
+            _ => Err(corrupt(
+                "keys holds a value that is not a string".to_owned(),
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let manifest = LoadManifest {
+        rows: counts("rows")?,
+        bytes: counts("bytes")?,
+        seqs: counts("seqs")?,
+        schema_json: match item.get("schema") {
+            Some(AttributeValue::S(s)) => s.clone(),
+            _ => return Err(corrupt("the load manifest has no schema".to_owned())),
+        },
+        keys,
+    };
+    if manifest.rows.len() != manifest.keys.len()
+        || manifest.bytes.len() != manifest.keys.len()
+        || manifest.seqs.len() > manifest.keys.len()
+    {
+        return Err(corrupt(format!(
+            "{} keys, {} row counts, {} byte counts and {} committed numbers do not match",
+            manifest.keys.len(),
+            manifest.rows.len(),
+            manifest.bytes.len(),
+            manifest.seqs.len()
+        )));
+    }
+    Ok(manifest)
+}
+
+/// Load ids become part of a catalog key: `[A-Za-z0-9_-]{1,128}`.
+fn validate_load_id(table: &str, load_id: &str) -> Result<(), LakeError> {
+    let ok = !load_id.is_empty()
+        && load_id.len() <= 128
+        && load_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(LakeError::Invalid {
+            table: table.to_owned(),
+            reason: format!("load id {load_id:?} must match [A-Za-z0-9_-]{{1,128}}"),
+        })
+    }
+}
+
 /// `tenants/<tenant>/<table>/<seq:010>-<uuid>.parquet`: sorted by the number first tried, and
 /// unique by the UUID whatever races happened.
 pub fn part_key(tenant_id: &str, table: &str, seq: u64, id: Uuid) -> String {
@@ -276,11 +550,24 @@ fn commit_items(
     part: &LakePart,
     schema_json: &str,
 ) -> Result<Vec<TransactWriteItem>, LakeError> {
+    commit_parts_items(catalog_table, std::slice::from_ref(part), schema_json)
+}
+
+/// The transaction that appends `parts` (consecutive numbers n..=m, one table): head n-1 → m,
+/// each part put where none is, and for n = 1 the table added to the tenant's set.
+fn commit_parts_items(
+    catalog_table: &str,
+    parts: &[LakePart],
+    schema_json: &str,
+) -> Result<Vec<TransactWriteItem>, LakeError> {
+    let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
+        return Ok(Vec::new());
+    };
     let built = |e: aws_sdk_dynamodb::error::BuildError| LakeError::Invalid {
-        table: part.table.clone(),
+        table: first.table.clone(),
         reason: format!("the catalog write could not be built: {e}"),
     };
-    let id = table_id(&part.tenant_id, &part.table);
+    let id = table_id(&first.tenant_id, &first.table);
     let head = Update::builder()
         .table_name(catalog_table)
         .set_key(Some(catalog_key(&id, HEAD_SEQ)))
@@ -288,37 +575,41 @@ fn commit_items(
             "SET last_seq = :seq, last_key = :key, #schema = :schema, updated_at = :at",
         )
         .expression_attribute_names("#schema", "schema")
-        .expression_attribute_values(":seq", number(part.seq))
-        .expression_attribute_values(":key", AttributeValue::S(part.key.clone()))
+        .expression_attribute_values(":seq", number(last.seq))
+        .expression_attribute_values(":key", AttributeValue::S(last.key.clone()))
         .expression_attribute_values(":schema", AttributeValue::S(schema_json.to_owned()))
         .expression_attribute_values(
             ":at",
-            AttributeValue::S(part.created_at.to_rfc3339_opts(SecondsFormat::Micros, true)),
+            AttributeValue::S(last.created_at.to_rfc3339_opts(SecondsFormat::Micros, true)),
         );
-    let head = if part.seq == 1 {
+    let head = if first.seq == 1 {
         head.condition_expression("attribute_not_exists(last_seq)")
     } else {
         head.condition_expression("last_seq = :previous")
-            .expression_attribute_values(":previous", number(part.seq - 1))
+            .expression_attribute_values(":previous", number(first.seq - 1))
     };
-    let put = Put::builder()
-        .table_name(catalog_table)
-        .set_item(Some(part_item(part, schema_json)))
-        .condition_expression("attribute_not_exists(part_seq)");
     let mut items = vec![
         TransactWriteItem::builder()
             .update(head.build().map_err(built)?)
             .build(),
-        TransactWriteItem::builder()
-            .put(put.build().map_err(built)?)
-            .build(),
     ];
-    if part.seq == 1 {
+    for part in parts {
+        let put = Put::builder()
+            .table_name(catalog_table)
+            .set_item(Some(part_item(part, schema_json)))
+            .condition_expression("attribute_not_exists(part_seq)");
+        items.push(
+            TransactWriteItem::builder()
+                .put(put.build().map_err(built)?)
+                .build(),
+        );
+    }
+    if first.seq == 1 {
         let listed = Update::builder()
             .table_name(catalog_table)
-            .set_key(Some(catalog_key(&tables_id(&part.tenant_id), HEAD_SEQ)))
+            .set_key(Some(catalog_key(&tables_id(&first.tenant_id), HEAD_SEQ)))
             .update_expression("ADD tables :table")
-            .expression_attribute_values(":table", AttributeValue::Ss(vec![part.table.clone()]));
+            .expression_attribute_values(":table", AttributeValue::Ss(vec![first.table.clone()]));
         items.push(
             TransactWriteItem::builder()
                 .update(listed.build().map_err(built)?)
@@ -530,6 +821,113 @@ impl Lake for DynamoLake {
         // encode on their own threads and call `append_encoded`.
         let part = encode_part(table, batches)?;
         self.append_encoded(tenant_id, table, part).await
+    }
+
+    async fn table_schema(
+        &self,
+        tenant_id: &str,
+        table: &str,
+    ) -> Result<Option<SchemaRef>, LakeError> {
+        validate_table_name(table)?;
+        validate_tenant_id(tenant_id, table)?;
+        let head = self.head(tenant_id, table).await?;
+        if head.last_seq == HEAD_SEQ {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.part(tenant_id, table, head.last_seq).await?.schema,
+        ))
+    }
+
+    async fn stage_part(
+        &self,
+        tenant_id: &str,
+        table: &str,
+        part: EncodedPart,
+    ) -> Result<StagedPart, LakeError> {
+        validate_table_name(table)?;
+        validate_tenant_id(tenant_id, table)?;
+        let key = staged_part_key(tenant_id, table, Uuid::now_v7());
+        let bytes = part.bytes.len() as u64;
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/vnd.apache.parquet")
+            .body(ByteStream::from(part.bytes))
+            .send()
+            .await
+            .map_err(|e| AwsCallError::from_sdk("s3", "PutObject", &e))?;
+        Ok(StagedPart {
+            key,
+            rows: part.rows,
+            bytes,
+            schema: part.schema,
+        })
+    }
+
+    async fn commit_load(
+        &self,
+        tenant_id: &str,
+        table: &str,
+        load_id: &str,
+        parts: &[StagedPart],
+    ) -> Result<Vec<u64>, LakeError> {
+        validate_table_name(table)?;
+        validate_tenant_id(tenant_id, table)?;
+        validate_load_id(table, load_id)?;
+        let mut manifest = self
+            .record_manifest(tenant_id, table, load_id, parts)
+            .await?;
+        let mut lost = 0;
+        while manifest.seqs.len() < manifest.keys.len() {
+            if self
+                .commit_chunk(tenant_id, table, load_id, &manifest)
+                .await?
+                == Commit::Lost
+            {
+                lost += 1;
+                if lost >= MAX_APPEND_ATTEMPTS {
+                    return Err(AwsCallError {
+                        service: "dynamodb",
+                        operation: "TransactWriteItems",
+                        code: Some("TransactionCanceledException".to_owned()),
+                        message: format!(
+                            "lake table {table}: load {load_id} lost the race for the next part numbers {MAX_APPEND_ATTEMPTS} times in a row; committing again continues it"
+                        ),
+                        http_status: None,
+                        retryable: true,
+                    }
+                    .into());
+                }
+                tokio::time::sleep(race_backoff(lost)).await;
+            }
+            // Re-read either way: a lost answer may have committed, another commit may have.
+            manifest = self
+                .manifest(tenant_id, table, load_id)
+                .await?
+                .ok_or_else(|| LakeError::Corrupt {
+                    key: load_table_id(tenant_id, table, load_id),
+                    reason: "the load's manifest disappeared".to_owned(),
+                })?;
+        }
+        Ok(manifest.seqs)
+    }
+
+    async fn load_state(
+        &self,
+        tenant_id: &str,
+        table: &str,
+        load_id: &str,
+    ) -> Result<LoadState, LakeError> {
+        validate_table_name(table)?;
+        validate_tenant_id(tenant_id, table)?;
+        validate_load_id(table, load_id)?;
+        Ok(match self.manifest(tenant_id, table, load_id).await? {
+            None => LoadState::Absent,
+            Some(m) if m.seqs.len() == m.keys.len() => LoadState::Committed(m.seqs),
+            Some(_) => LoadState::Pending,
+        })
     }
 }
 

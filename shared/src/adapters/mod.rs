@@ -6,6 +6,9 @@ pub mod dynamodb;
 /// The lake: Parquet parts in the lake bucket, recorded in the lake catalog table.
 #[cfg(all(feature = "lake", feature = "s3", feature = "dynamodb"))]
 pub mod lake;
+/// The ingest ledger (one record per customer file).
+#[cfg(feature = "dynamodb")]
+pub mod ledger;
 /// The runs table (runs and export watermarks).
 #[cfg(feature = "dynamodb")]
 pub mod runs;

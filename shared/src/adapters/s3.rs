@@ -12,7 +12,11 @@ use aws_sdk_s3::types::{
 use aws_smithy_types::base64;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::domain::connector::SseMode;
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use crate::domain::connector::{Encryption, SseMode};
 use crate::domain::setup::checks::BucketSettings;
 use crate::error::{AwsCallError, unparsed_ok_body};
 use crate::ports::{
@@ -81,6 +85,21 @@ fn parse_crc32c(header: Option<&str>) -> Option<Crc32c> {
     Some(Crc32c(u32::from_be_bytes(bytes)))
 }
 
+fn metadata(options: &WriteOptions) -> Option<HashMap<String, String>> {
+    (!options.metadata.is_empty()).then(|| {
+        options
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
+}
+
+/// ETags travel quoted in `If-Match` headers.
+fn quoted(e_tag: &str) -> String {
+    format!("\"{}\"", e_tag.trim_matches('"'))
+}
+
 fn acl(options: &WriteOptions) -> Option<ObjectCannedAcl> {
     options
         .bucket_owner_full_control
@@ -133,12 +152,30 @@ impl ObjectStore for S3Bucket {
             .send()
             .await
             .map_err(call_error("HeadObject"))?;
+        let encryption = match out.server_side_encryption() {
+            Some(ServerSideEncryption::Aes256) => Some(Encryption {
+                sse: SseMode::Aes256,
+                kms_key_id: None,
+            }),
+            Some(ServerSideEncryption::AwsKms) => Some(Encryption {
+                sse: SseMode::AwsKms,
+                kms_key_id: out.ssekms_key_id().map(str::to_owned),
+            }),
+            _ => None,
+        };
         Ok(ObjectInfo {
             size: out
                 .content_length()
                 .and_then(|n| u64::try_from(n).ok())
                 .unwrap_or(0),
             e_tag: out.e_tag().map(str::to_owned),
+            version_id: out.version_id().map(str::to_owned),
+            content_type: out.content_type().map(str::to_owned),
+            encryption,
+            metadata: out
+                .metadata()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
         })
     }
 
@@ -166,6 +203,7 @@ impl ObjectStore for S3Bucket {
                     Some(ListedObject {
                         key: o.key()?.to_owned(),
                         size: o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                        e_tag: o.e_tag().map(str::to_owned),
                     })
                 })
                 .collect(),
@@ -198,6 +236,34 @@ impl ObjectStore for S3Bucket {
         Ok(body.into_bytes().to_vec())
     }
 
+    async fn get_range_if(
+        &self,
+        key: &str,
+        first: u64,
+        last: u64,
+        e_tag: &str,
+    ) -> Result<Bytes, AwsCallError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={first}-{last}"))
+            .if_match(quoted(e_tag))
+            .send()
+            .await
+            .map_err(call_error("GetObject"))?;
+        let body = out.body.collect().await.map_err(|e| AwsCallError {
+            service: "s3",
+            operation: "GetObject",
+            code: None,
+            message: format!("the body broke off: {e}"),
+            http_status: None,
+            retryable: true,
+        })?;
+        Ok(body.into_bytes())
+    }
+
     async fn put(
         &self,
         key: &str,
@@ -218,6 +284,7 @@ impl ObjectStore for S3Bucket {
             .set_server_side_encryption(sse)
             .set_ssekms_key_id(kms_key)
             .set_content_type(options.content_type.clone())
+            .set_metadata(metadata(options))
             .send()
             .await
             .map_err(call_error("PutObject"))?;
@@ -240,6 +307,7 @@ impl ObjectStore for S3Bucket {
             .set_server_side_encryption(sse)
             .set_ssekms_key_id(kms_key)
             .set_content_type(options.content_type.clone())
+            .set_metadata(metadata(options))
             .send()
             .await
             .map_err(call_error("CreateMultipartUpload"))?;
@@ -271,6 +339,39 @@ impl ObjectStore for S3Bucket {
             e_tag: out.e_tag.unwrap_or_default(),
             // S3 accepted the part, so it matched the checksum we sent.
             crc32c: Some(body.crc32c),
+        })
+    }
+
+    async fn copy_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        source_key: &str,
+        source_e_tag: &str,
+        (first, last): (u64, u64),
+    ) -> Result<UploadedPart, AwsCallError> {
+        let out = self
+            .client
+            .upload_part_copy()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(part_number)
+            .copy_source(copy_source(&self.bucket, source_key))
+            .copy_source_if_match(quoted(source_e_tag))
+            .copy_source_range(format!("bytes={first}-{last}"))
+            .send()
+            .await
+            .map_err(call_error("UploadPartCopy"))?;
+        let result = out.copy_part_result();
+        Ok(UploadedPart {
+            part_number,
+            e_tag: result
+                .and_then(|r| r.e_tag())
+                .unwrap_or_default()
+                .to_owned(),
+            crc32c: parse_crc32c(result.and_then(|r| r.checksum_crc32_c())),
         })
     }
 

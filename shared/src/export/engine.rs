@@ -1188,6 +1188,7 @@ fn write_options(connector: &Connector, content_type: Option<&str>) -> WriteOpti
         encryption: connector.export_options().map(|e| e.encryption.clone()),
         bucket_owner_full_control: connector.auth.mode() == AuthMode::BucketPolicy,
         content_type: content_type.map(str::to_owned),
+        metadata: Default::default(),
     }
 }
 

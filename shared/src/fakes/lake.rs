@@ -9,9 +9,13 @@ use arrow_array::RecordBatch;
 use chrono::{DateTime, Utc};
 
 use crate::error::AwsCallError;
+use arrow_schema::SchemaRef;
+
+use crate::lake::part_file::{EncodedPart, decode_part};
 use crate::lake::schema::lake_schema;
 use crate::lake::{
-    Lake, LakeError, LakePart, PartBatches, schema_id, validate_table_name, validate_tenant_id,
+    Lake, LakeError, LakePart, LoadState, PartBatches, StagedPart, schema_id, validate_table_name,
+    validate_tenant_id,
 };
 
 /// How a read of a part fails.
@@ -45,6 +49,14 @@ struct State {
     read_faults: BTreeMap<(String, String, u64), PendingFault>,
     failing_appends: u32,
     reads: Vec<(String, String, u64)>,
+    /// Staged objects by key: their batches, decoded from the bytes written.
+    staged: BTreeMap<String, Vec<RecordBatch>>,
+    /// (tenant, table, load id) → the load's parts as first recorded, and their numbers once
+    /// committed.
+    loads: BTreeMap<(String, String, String), (Vec<StagedPart>, Option<Vec<u64>>)>,
+    /// Commits that are applied and then answer with an error (a lost answer).
+    lost_commit_answers: u32,
+    failing_stages: u32,
 }
 
 #[derive(Default)]
@@ -148,6 +160,31 @@ impl MemoryLake {
     /// The next `times` appends fail with a retryable fault and record nothing.
     pub fn fail_appends(&self, times: u32) {
         self.state().failing_appends = times;
+    }
+
+    /// The next `times` load commits are applied but answer with a retryable error, as when
+    /// the answer of a committed transaction is lost.
+    pub fn lose_commit_answers(&self, times: u32) {
+        self.state().lost_commit_answers = times;
+    }
+
+    /// The next `times` stagings fail with a retryable fault (PutObject refused).
+    pub fn fail_stages(&self, times: u32) {
+        self.state().failing_stages = times;
+    }
+
+    /// Objects staged so far (committed or not).
+    pub fn staged_keys(&self) -> Vec<String> {
+        self.state().staged.keys().cloned().collect()
+    }
+
+    /// Every row of a table, in part order.
+    pub fn all_batches(&self, tenant_id: &str, table: &str) -> Vec<RecordBatch> {
+        self.state()
+            .tables
+            .get(&(tenant_id.to_owned(), table.to_owned()))
+            .map(|parts| parts.iter().flat_map(|p| p.batches.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Every `read_part` so far as (tenant, table, seq), in call order.
@@ -279,6 +316,133 @@ impl Lake for MemoryLake {
         batches: &[RecordBatch],
     ) -> Result<LakePart, LakeError> {
         self.append_at(tenant_id, table, batches, Utc::now())
+    }
+
+    async fn table_schema(
+        &self,
+        tenant_id: &str,
+        table: &str,
+    ) -> Result<Option<SchemaRef>, LakeError> {
+        validate_table_name(table)?;
+        validate_tenant_id(tenant_id, table)?;
+        Ok(self
+            .state()
+            .tables
+            .get(&(tenant_id.to_owned(), table.to_owned()))
+            .and_then(|parts| parts.last())
+            .map(|stored| stored.part.schema.clone()))
+    }
+
+    async fn stage_part(
+        &self,
+        tenant_id: &str,
+        table: &str,
+        part: EncodedPart,
+    ) -> Result<StagedPart, LakeError> {
+        validate_table_name(table)?;
+        validate_tenant_id(tenant_id, table)?;
+        {
+            let mut state = self.state();
+            if state.failing_stages > 0 {
+                state.failing_stages -= 1;
+                return Err(injected_fault("s3", "PutObject"));
+            }
+        }
+        let key = format!(
+            "tenants/{tenant_id}/{table}/staged-{}.parquet",
+            uuid::Uuid::new_v4()
+        );
+        let batches = decode_part(&key, part.bytes.clone(), &part.schema, part.rows, 8192)?
+            .collect::<Result<Vec<_>, _>>()?;
+        self.state().staged.insert(key.clone(), batches);
+        Ok(StagedPart {
+            key,
+            rows: part.rows,
+            bytes: part.bytes.len() as u64,
+            schema: part.schema,
+        })
+    }
+
+    async fn commit_load(
+        &self,
+        tenant_id: &str,
+        table: &str,
+        load_id: &str,
+        parts: &[StagedPart],
+    ) -> Result<Vec<u64>, LakeError> {
+        validate_table_name(table)?;
+        validate_tenant_id(tenant_id, table)?;
+        let id = (tenant_id.to_owned(), table.to_owned(), load_id.to_owned());
+        let mut state = self.state();
+        if state.failing_appends > 0 {
+            state.failing_appends -= 1;
+            return Err(injected_fault("dynamodb", "TransactWriteItems"));
+        }
+        let (recorded, committed) = state
+            .loads
+            .entry(id.clone())
+            .or_insert_with(|| (parts.to_vec(), None))
+            .clone();
+        if let Some(seqs) = committed {
+            return Ok(seqs);
+        }
+        if recorded.is_empty() {
+            return Err(LakeError::Invalid {
+                table: table.to_owned(),
+                reason: format!("load {load_id} has no part to commit"),
+            });
+        }
+        let mut seqs = Vec::new();
+        for staged in &recorded {
+            let batches =
+                state
+                    .staged
+                    .get(&staged.key)
+                    .cloned()
+                    .ok_or_else(|| LakeError::Corrupt {
+                        key: staged.key.clone(),
+                        reason: "the staged object is missing".to_owned(),
+                    })?;
+            let parts = state
+                .tables
+                .entry((tenant_id.to_owned(), table.to_owned()))
+                .or_default();
+            let seq = parts.len() as u64 + 1;
+            parts.push(StoredPart {
+                part: LakePart {
+                    tenant_id: tenant_id.to_owned(),
+                    table: table.to_owned(),
+                    seq,
+                    key: staged.key.clone(),
+                    rows: staged.rows,
+                    bytes: staged.bytes,
+                    created_at: Utc::now(),
+                    schema: staged.schema.clone(),
+                },
+                batches,
+            });
+            seqs.push(seq);
+        }
+        state.loads.insert(id, (recorded, Some(seqs.clone())));
+        if state.lost_commit_answers > 0 {
+            state.lost_commit_answers -= 1;
+            return Err(injected_fault("dynamodb", "TransactWriteItems"));
+        }
+        Ok(seqs)
+    }
+
+    async fn load_state(
+        &self,
+        tenant_id: &str,
+        table: &str,
+        load_id: &str,
+    ) -> Result<LoadState, LakeError> {
+        let id = (tenant_id.to_owned(), table.to_owned(), load_id.to_owned());
+        Ok(match self.state().loads.get(&id) {
+            None => LoadState::Absent,
+            Some((_, None)) => LoadState::Pending,
+            Some((_, Some(seqs))) => LoadState::Committed(seqs.clone()),
+        })
     }
 }
 

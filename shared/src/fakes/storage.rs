@@ -38,6 +38,7 @@ pub enum Op {
     AbortUpload,
     ListUploads,
     Copy,
+    CopyPart,
     Delete,
     Settings,
 }
@@ -58,6 +59,7 @@ impl Op {
             Op::AbortUpload => "AbortMultipartUpload",
             Op::ListUploads => "ListMultipartUploads",
             Op::Copy => "CopyObject",
+            Op::CopyPart => "UploadPartCopy",
             Op::Delete => "DeleteObject",
             Op::Settings => "GetBucket*",
         }
@@ -73,6 +75,7 @@ impl Op {
                 | Op::CompleteUpload
                 | Op::AbortUpload
                 | Op::Copy
+                | Op::CopyPart
                 | Op::Delete
         )
     }
@@ -523,6 +526,18 @@ impl MemoryBucket {
             retryable: false,
         }
     }
+
+    /// An `If-Match` that no longer holds: the object was overwritten.
+    fn precondition_failed(op: Op) -> AwsCallError {
+        AwsCallError {
+            service: "s3",
+            operation: op.name(),
+            code: Some("PreconditionFailed".to_owned()),
+            message: "At least one of the pre-conditions you specified did not hold".into(),
+            http_status: Some(412),
+            retryable: false,
+        }
+    }
 }
 
 impl ObjectStore for MemoryBucket {
@@ -552,6 +567,10 @@ impl ObjectStore for MemoryBucket {
             .map(|o| ObjectInfo {
                 size: o.body.len() as u64,
                 e_tag: Some(o.e_tag),
+                version_id: None,
+                content_type: o.options.content_type.clone(),
+                encryption: o.options.encryption.clone(),
+                metadata: o.options.metadata.clone(),
             })
             .ok_or_else(|| Self::missing(Op::HeadObject, "NoSuchKey"))
     }
@@ -576,6 +595,7 @@ impl ObjectStore for MemoryBucket {
                 .map(|(k, o)| ListedObject {
                     key: k.clone(),
                     size: o.body.len() as u64,
+                    e_tag: Some(o.e_tag.clone()),
                 })
                 .collect();
             let more = matching.next().is_some();
@@ -610,6 +630,21 @@ impl ObjectStore for MemoryBucket {
         Ok(body[usize::try_from(first).unwrap_or(usize::MAX)
             ..=usize::try_from(end).unwrap_or(usize::MAX)]
             .to_vec())
+    }
+
+    async fn get_range_if(
+        &self,
+        key: &str,
+        first: u64,
+        last: u64,
+        e_tag: &str,
+    ) -> Result<Bytes, AwsCallError> {
+        let current = self.with_bucket(|b, _| b.objects.get(key).map(|o| o.e_tag.clone()));
+        if current.is_some_and(|current| current.trim_matches('"') != e_tag.trim_matches('"')) {
+            self.begin(Op::Get, key, None).await?;
+            return Err(Self::precondition_failed(Op::Get));
+        }
+        self.get(key, Some((first, last))).await.map(Bytes::from)
     }
 
     async fn put(
@@ -817,6 +852,51 @@ impl ObjectStore for MemoryBucket {
         }))
     }
 
+    async fn copy_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        source_key: &str,
+        source_e_tag: &str,
+        (first, last): (u64, u64),
+    ) -> Result<UploadedPart, AwsCallError> {
+        self.begin(Op::CopyPart, key, None).await?;
+        let source = self
+            .with_bucket(|b, _| b.objects.get(source_key).cloned())
+            .ok_or_else(|| Self::missing(Op::CopyPart, "NoSuchKey"))?;
+        if source.e_tag.trim_matches('"') != source_e_tag.trim_matches('"') {
+            return Err(Self::precondition_failed(Op::CopyPart));
+        }
+        let end = usize::try_from(last.min(source.body.len() as u64 - 1)).unwrap_or(usize::MAX);
+        let bytes = Bytes::copy_from_slice(
+            &source.body[usize::try_from(first).unwrap_or(usize::MAX)..=end],
+        );
+        self.with_bucket(|b, next| {
+            let upload = b
+                .uploads
+                .get_mut(upload_id)
+                .filter(|u| u.key == key)
+                .ok_or_else(|| Self::missing(Op::CopyPart, "NoSuchUpload"))?;
+            let e_tag = format!("\"part-{next}\"");
+            *next += 1;
+            let crc32c = Crc32c::of(&bytes);
+            upload.parts.insert(
+                part_number,
+                StoredPart {
+                    e_tag: e_tag.clone(),
+                    bytes,
+                    crc32c,
+                },
+            );
+            Ok(UploadedPart {
+                part_number,
+                e_tag,
+                crc32c: Some(crc32c),
+            })
+        })
+    }
+
     async fn copy(
         &self,
         source_key: &str,
@@ -832,11 +912,17 @@ impl ObjectStore for MemoryBucket {
                 .ok_or_else(|| Self::missing(Op::Copy, "NoSuchKey"))?;
             let e_tag = format!("\"{next}\"");
             *next += 1;
+            // MetadataDirective COPY: the source's metadata and content type travel along.
+            let options = WriteOptions {
+                metadata: source.options.metadata.clone(),
+                content_type: source.options.content_type.clone(),
+                ..options.clone()
+            };
             b.objects.insert(
                 target_key.to_owned(),
                 StoredObject {
                     body: source.body,
-                    options: options.clone(),
+                    options,
                     e_tag,
                 },
             );

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::export::run::PartSummary;
 use crate::error::AwsCallError;
+use crate::lake::part_file::EncodedPart;
 
 /// One immutable part of a lake table, as the catalog records it.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +72,28 @@ pub enum LakeError {
     Invalid { table: String, reason: String },
 }
 
+/// A part written to the lake bucket but not in the catalog: no reader sees it until a load
+/// commits it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagedPart {
+    pub key: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub schema: SchemaRef,
+}
+
+/// How far a load (the parts of one ingested file) got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadState {
+    /// Nothing of it is recorded.
+    Absent,
+    /// Its parts are recorded but not all committed (a commit was cut short): committing again
+    /// finishes it with the parts first recorded.
+    Pending,
+    /// Committed as these part numbers.
+    Committed(Vec<u64>),
+}
+
 /// The batches of one part, decoded as they are iterated (the part's bytes are already fetched).
 pub type PartBatches = Box<dyn Iterator<Item = Result<RecordBatch, LakeError>> + Send>;
 
@@ -105,6 +128,40 @@ pub trait Lake: Send + Sync {
         table: &str,
         batches: &[RecordBatch],
     ) -> impl Future<Output = Result<LakePart, LakeError>> + Send;
+
+    /// The schema of the table's last part; `None` before its first.
+    fn table_schema(
+        &self,
+        tenant_id: &str,
+        table: &str,
+    ) -> impl Future<Output = Result<Option<SchemaRef>, LakeError>> + Send;
+
+    /// Writes an encoded part's object without recording it (see [`Lake::commit_load`]).
+    fn stage_part(
+        &self,
+        tenant_id: &str,
+        table: &str,
+        part: EncodedPart,
+    ) -> impl Future<Output = Result<StagedPart, LakeError>> + Send;
+
+    /// Appends `parts` as the table's next parts, in order, once per `load_id`: the first
+    /// call records the load's parts, and every call (a retry after a crash or a lost answer)
+    /// commits what is not committed yet of the parts first recorded, ignoring the `parts` it
+    /// is given. The part numbers committed, in order.
+    fn commit_load(
+        &self,
+        tenant_id: &str,
+        table: &str,
+        load_id: &str,
+        parts: &[StagedPart],
+    ) -> impl Future<Output = Result<Vec<u64>, LakeError>> + Send;
+
+    fn load_state(
+        &self,
+        tenant_id: &str,
+        table: &str,
+        load_id: &str,
+    ) -> impl Future<Output = Result<LoadState, LakeError>> + Send;
 }
 
 /// The longest table name: the name goes into object keys and DynamoDB keys, and is shown to

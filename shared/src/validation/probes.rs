@@ -43,6 +43,7 @@ impl<'a, B: ObjectStore> CheckRun<'a, B> {
             encryption: self.c.export_options().map(|e| e.encryption.clone()),
             bucket_owner_full_control: self.c.auth.mode() == AuthMode::BucketPolicy,
             content_type: None,
+            metadata: Default::default(),
         }
     }
 
