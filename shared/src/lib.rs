@@ -8,6 +8,7 @@ pub mod adapters;
 #[cfg(feature = "sdk")]
 pub mod aws;
 pub mod config;
+pub mod connector_bucket;
 pub mod connectors;
 pub mod credentials;
 /// The pure domain crate, re-exported so callers name `shared::domain::…`.

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use aws_credential_types::provider::SharedCredentialsProvider;
 use chrono::Utc;
 
-use crate::credentials::{ConnectorCredentials, CredentialBroker, SessionPurpose};
+use crate::connector_bucket::{BucketRefusal, bucket_refusal, open_bucket};
+use crate::credentials::CredentialBroker;
 use crate::domain::connector::{
     AuthMode, Connector, ConnectorStatus, ExportCompression, ExportOptions, FileFormat,
 };
@@ -29,7 +29,6 @@ use crate::domain::export::run::{
     RunStatus, WatermarkRange, Watermarks, WrittenFile,
 };
 use crate::domain::export::task::{Checkpoint, TaskRecord, TaskState};
-use crate::domain::setup::checks::{missing_permission, objects_arn};
 use crate::error::{AwsCallError, StoreError};
 use crate::export::encode::{self, EncodeError, ParquetCodec};
 use crate::export::resumable_sha256::ResumableSha256;
@@ -742,32 +741,9 @@ where
 
     /// The customer's bucket with the connector's credentials, renewed as they near expiry.
     async fn open_bucket(&self, connector: &Connector) -> Result<S::Store, Stop> {
-        // Obtain once up front: a refusal is reported with its remediation here, not as an
-        // opaque credentials error on the first S3 call.
-        if let Err(e) = self.broker.obtain(connector, SessionPurpose::Run).await {
-            if e.aws().is_some_and(|a| a.retryable) {
-                return Err(Stop::Retry(EngineError::Retry(
-                    e.aws().cloned().expect("checked above"),
-                )));
-            }
-            let check = crate::validation::credentials_failure_for_run(connector, &e);
-            return Err(Stop::Failed(RunError {
-                reason: "credentials".into(),
-                message: check.message,
-                remediation: check.remediation.unwrap_or_default(),
-                aws_error_code: check.aws_error_code,
-            }));
-        }
-        let provider = ConnectorCredentials::new(
-            self.broker.clone(),
-            Arc::new(connector.clone()),
-            SessionPurpose::Run,
-        );
-        Ok(self.storage.open(
-            SharedCredentialsProvider::new(provider),
-            &connector.bucket,
-            &connector.region,
-        ))
+        open_bucket(&self.broker, &self.storage, connector)
+            .await
+            .map_err(Stop::from)
     }
 
     /// A `bucket_policy` connector acts as our own principal: before each run, the customer's
@@ -1192,49 +1168,19 @@ fn write_options(connector: &Connector, content_type: Option<&str>) -> WriteOpti
     }
 }
 
-/// A refused or failed call on the customer's bucket, as the run's error: a denial names the
-/// missing permission, a KMS refusal the key policy; a throttle that outlasted the retries is
-/// tried again later.
+/// A refused or failed call on the customer's bucket, as the run's error (a throttle that
+/// outlasted the retries is tried again later).
 fn bucket_failure(connector: &Connector, e: AwsCallError, action: &str, doing: &str) -> Stop {
-    if e.retryable {
-        return Stop::Retry(EngineError::Retry(e));
+    bucket_refusal(connector, e, action, &connector.prefix, doing).into()
+}
+
+impl From<BucketRefusal> for Stop {
+    fn from(refusal: BucketRefusal) -> Self {
+        match refusal {
+            BucketRefusal::Retry(e) => Stop::Retry(EngineError::Retry(e)),
+            BucketRefusal::Refused(e) => Stop::Failed(e),
+        }
     }
-    let code = e.effective_code().map(str::to_owned);
-    let (reason, message, remediation) = if e.is_access_denied() {
-        (
-            "access_denied",
-            format!("{doing} was denied"),
-            missing_permission(
-                connector,
-                action,
-                &objects_arn(connector, &connector.prefix),
-            ),
-        )
-    } else if code.as_deref().is_some_and(|c| c.starts_with("KMS")) {
-        (
-            "kms",
-            format!("{doing} failed on the KMS key: {}", e.message),
-            "the role needs kms:GenerateDataKey and kms:Decrypt on export.encryption.kms_key_id, and the key policy must allow it".to_owned(),
-        )
-    } else if code.as_deref() == Some("NoSuchBucket") {
-        (
-            "bucket_missing",
-            format!("{doing}: the bucket {} no longer exists", connector.bucket),
-            "create the bucket again or PATCH the connector's bucket, then validate".to_owned(),
-        )
-    } else {
-        (
-            "bucket_error",
-            format!("{doing} failed: {e}"),
-            "run again; if it persists, contact support with the run id".to_owned(),
-        )
-    };
-    Stop::Failed(RunError {
-        reason: reason.to_owned(),
-        message,
-        remediation,
-        aws_error_code: code,
-    })
 }
 
 /// The columns a file writes: the selected ones in the selected order, then the optional

@@ -47,11 +47,7 @@ pub fn encode_part(table: &str, batches: &[RecordBatch]) -> Result<EncodedPart, 
             )));
         }
     }
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .build();
+    let properties = part_properties();
     let encode_error = |e: parquet::errors::ParquetError| {
         invalid(format!("the batches could not be encoded as Parquet: {e}"))
     };
@@ -71,6 +67,80 @@ pub fn encode_part(table: &str, batches: &[RecordBatch]) -> Result<EncodedPart, 
         rows,
         schema,
     })
+}
+
+/// Writes one part from batches as they come, so a writer holds one part's encoded bytes and
+/// one row group in progress, never the rows of a whole file.
+pub struct PartEncoder {
+    table: String,
+    schema: SchemaRef,
+    writer: ArrowWriter<Vec<u8>>,
+    rows: u64,
+}
+
+impl PartEncoder {
+    /// A part of `schema` (a lake schema: `lake_schema` of it is itself).
+    pub fn new(table: &str, schema: &SchemaRef) -> Result<Self, LakeError> {
+        let invalid = |reason: String| LakeError::Invalid {
+            table: table.to_owned(),
+            reason,
+        };
+        let schema = lake_schema(schema).map_err(|e| invalid(e.to_string()))?;
+        let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(part_properties()))
+            .map_err(|e| invalid(format!("a Parquet writer could not start: {e}")))?;
+        Ok(Self {
+            table: table.to_owned(),
+            schema,
+            writer,
+            rows: 0,
+        })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {
+        let batch = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec()).map_err(
+            |e| LakeError::Invalid {
+                table: self.table.clone(),
+                reason: format!("a batch does not fit the part's schema: {e}"),
+            },
+        )?;
+        self.rows += batch.num_rows() as u64;
+        self.writer.write(&batch).map_err(|e| LakeError::Invalid {
+            table: self.table.clone(),
+            reason: format!("the batch could not be encoded as Parquet: {e}"),
+        })
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Bytes written so far plus the row group in progress (an estimate of the part's size).
+    pub fn size(&self) -> usize {
+        self.writer.bytes_written() + self.writer.in_progress_size()
+    }
+
+    pub fn finish(self) -> Result<EncodedPart, LakeError> {
+        let table = self.table;
+        let bytes = self.writer.into_inner().map_err(|e| LakeError::Invalid {
+            table,
+            reason: format!("the part could not be finished: {e}"),
+        })?;
+        Ok(EncodedPart {
+            bytes: Bytes::from(bytes),
+            rows: self.rows,
+            schema: self.schema,
+        })
+    }
+}
+
+/// The writer settings of every part: zstd pages, page statistics, row groups of
+/// [`ROW_GROUP_ROWS`].
+fn part_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build()
 }
 
 /// Decodes a part file in batches of at most `batch_rows` rows (at least 1), after checking
