@@ -145,7 +145,7 @@ pub enum FileError {
     #[error("the Parquet file is corrupt: {0}")]
     CorruptParquet(String),
     #[error(
-        "column {column:?} has Parquet type {data_type}, which the lake does not store; use integers, floats, decimals, strings, booleans, dates or timestamps"
+        "column {column:?} has type {data_type} in the Parquet file, which the lake does not store; use integers, floats, decimals, strings, booleans, dates or timestamps"
     )]
     UnsupportedParquetType { column: String, data_type: String },
     #[error(
@@ -244,3 +244,8 @@ fn quoted(value: &[u8]) -> String {
         format!("{text:?}")
     }
 }
+
+#[cfg(test)]
+mod parquet_tests;
+#[cfg(test)]
+mod memory_tests;

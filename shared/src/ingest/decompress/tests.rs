@@ -119,7 +119,11 @@ fn broken_and_mismatched_content_is_a_file_error() {
         whole[..whole.len() / 2].to_vec()
     };
     let corrupt_zstd = {
-        let mut whole = zstd_frames(&[&long]);
+        // With its checksum: a frame without one can hide a corrupted literal.
+        let mut encoder = zstd::stream::Encoder::new(Vec::new(), 1).expect("zstd");
+        encoder.include_checksum(true).expect("zstd");
+        encoder.write_all(&long).expect("zstd");
+        let mut whole = encoder.finish().expect("zstd");
         let middle = whole.len() / 2;
         for b in &mut whole[middle..middle + 64] {
             *b ^= 0x5a;

@@ -411,6 +411,14 @@ where
         self.rows_added(1)
     }
 
+    /// Hands over the batch being built if `rows` more would make it longer than a batch.
+    pub(super) fn make_room(&mut self, rows: usize) -> Result<(), ParseError<E>> {
+        if self.rows_in_batch > 0 && self.rows_in_batch + rows > self.batch_rows {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     /// Counts rows the caller appended to every builder itself.
     pub(super) fn rows_added(&mut self, rows: usize) -> Result<(), ParseError<E>> {
         self.rows_in_batch += rows;
