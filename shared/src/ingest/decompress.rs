@@ -2,6 +2,8 @@
 //! (every frame) or the single file of a zip archive, read by range. Failures of the stream
 //! (a truncated upload, corrupt data, a failed read of the source) surface from `read` as an
 //! `io::Error` carrying a [`FileError`] ([`FileError::from_io`] takes it out again).
+//! Truncation is always caught; corruption is caught by gzip's and zip's CRC-32 and by
+//! zstd's frame checks (and its checksum, when the writer included the optional one).
 
 use std::io::{self, Read, Seek, SeekFrom};
 
@@ -198,10 +200,9 @@ pub fn open_decompressed<'a>(
     let (reader, content_name): (Box<dyn Read + Send + 'a>, String) = match found {
         Compression::None => (Box::new(sequential()?), content_name),
         Compression::Gzip => (
-            Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(
-                64 << 10,
-                sequential()?,
-            ))),
+            Box::new(flate2::read::MultiGzDecoder::new(
+                io::BufReader::with_capacity(64 << 10, sequential()?),
+            )),
             content_name,
         ),
         Compression::Zstd => {
@@ -338,9 +339,8 @@ impl Seek for RangeReader<'_> {
             SeekFrom::End(n) => length.checked_add_signed(n),
             SeekFrom::Current(n) => (self.position - self.start).checked_add_signed(n),
         };
-        let relative = relative.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "seek before the start")
-        })?;
+        let relative = relative
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
         self.position = self.start + relative;
         Ok(relative)
     }

@@ -246,6 +246,6 @@ fn quoted(value: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod parquet_tests;
-#[cfg(test)]
 mod memory_tests;
+#[cfg(test)]
+mod parquet_tests;

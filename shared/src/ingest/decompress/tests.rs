@@ -36,7 +36,11 @@ fn zip_of(entries: &[(&str, &[u8])], method: zip::CompressionMethod) -> Vec<u8> 
     writer.finish().expect("zip").into_inner()
 }
 
-fn read_all(bytes: &[u8], key: &str, compression: IngestCompression) -> Result<(Vec<u8>, Compression, String), FileError> {
+fn read_all(
+    bytes: &[u8],
+    key: &str,
+    compression: IngestCompression,
+) -> Result<(Vec<u8>, Compression, String), FileError> {
     let source = MemorySource::new(bytes.to_vec());
     let mut content = open_decompressed(&source, key, compression)?;
     let mut out = Vec::new();
@@ -44,24 +48,110 @@ fn read_all(bytes: &[u8], key: &str, compression: IngestCompression) -> Result<(
         .read_to_end(&mut out)
         .map_err(|e| FileError::from_io(&e).unwrap_or_else(|| panic!("not a file error: {e}")))?;
     assert_eq!(content.content_bytes(), out.len() as u64);
-    Ok((out, content.compression(), content.content_name().to_owned()))
+    Ok((
+        out,
+        content.compression(),
+        content.content_name().to_owned(),
+    ))
 }
 
 #[test]
 fn content_comes_out_whole() {
     use IngestCompression::{Auto, Gzip, None as Plain, Zip, Zstd};
     let text: &[u8] = b"a,b\n1,2\n";
-    let big: Vec<u8> = (0..3_000_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
-    let cases: Vec<(&str, Vec<u8>, &str, IngestCompression, Vec<u8>, Compression, &str)> = vec![
-        ("plain", text.to_vec(), "d/a.csv", Auto, text.to_vec(), Compression::None, "d/a.csv"),
-        ("gzip by extension", gzip(&[text]), "a.csv.gz", Auto, text.to_vec(), Compression::Gzip, "a.csv"),
-        ("gzip, .gzip", gzip(&[text]), "a.csv.GZIP", Auto, text.to_vec(), Compression::Gzip, "a.csv"),
-        ("gzip by magic", gzip(&[text]), "a.csv", Auto, text.to_vec(), Compression::Gzip, "a.csv"),
-        ("gzip declared", gzip(&[text]), "a", Gzip, text.to_vec(), Compression::Gzip, "a"),
-        ("multi-member gzip", gzip(&[b"a,b\n", b"1,2\n", b""]), "a.gz", Auto, text.to_vec(), Compression::Gzip, "a"),
-        ("zstd", zstd_frames(&[text]), "a.csv.zst", Auto, text.to_vec(), Compression::Zstd, "a.csv"),
-        ("zstd frames", zstd_frames(&[b"a,b\n", b"1,2\n"]), "a.zstd", Zstd, text.to_vec(), Compression::Zstd, "a"),
-        ("zstd by magic", zstd_frames(&[text]), "a.csv", Auto, text.to_vec(), Compression::Zstd, "a.csv"),
+    let big: Vec<u8> = (0..3_000_000u32)
+        .flat_map(|i| (i % 251).to_le_bytes())
+        .collect();
+    let cases: Vec<(
+        &str,
+        Vec<u8>,
+        &str,
+        IngestCompression,
+        Vec<u8>,
+        Compression,
+        &str,
+    )> = vec![
+        (
+            "plain",
+            text.to_vec(),
+            "d/a.csv",
+            Auto,
+            text.to_vec(),
+            Compression::None,
+            "d/a.csv",
+        ),
+        (
+            "gzip by extension",
+            gzip(&[text]),
+            "a.csv.gz",
+            Auto,
+            text.to_vec(),
+            Compression::Gzip,
+            "a.csv",
+        ),
+        (
+            "gzip, .gzip",
+            gzip(&[text]),
+            "a.csv.GZIP",
+            Auto,
+            text.to_vec(),
+            Compression::Gzip,
+            "a.csv",
+        ),
+        (
+            "gzip by magic",
+            gzip(&[text]),
+            "a.csv",
+            Auto,
+            text.to_vec(),
+            Compression::Gzip,
+            "a.csv",
+        ),
+        (
+            "gzip declared",
+            gzip(&[text]),
+            "a",
+            Gzip,
+            text.to_vec(),
+            Compression::Gzip,
+            "a",
+        ),
+        (
+            "multi-member gzip",
+            gzip(&[b"a,b\n", b"1,2\n", b""]),
+            "a.gz",
+            Auto,
+            text.to_vec(),
+            Compression::Gzip,
+            "a",
+        ),
+        (
+            "zstd",
+            zstd_frames(&[text]),
+            "a.csv.zst",
+            Auto,
+            text.to_vec(),
+            Compression::Zstd,
+            "a.csv",
+        ),
+        (
+            "zstd frames",
+            zstd_frames(&[b"a,b\n", b"1,2\n"]),
+            "a.zstd",
+            Zstd,
+            text.to_vec(),
+            Compression::Zstd,
+            "a",
+        ),
+        (
+            "zstd by magic",
+            zstd_frames(&[text]),
+            "a.csv",
+            Auto,
+            text.to_vec(),
+            Compression::Zstd,
+            "a.csv",
+        ),
         (
             "magic wins over a wrong extension",
             zstd_frames(&[text]),
@@ -73,7 +163,10 @@ fn content_comes_out_whole() {
         ),
         (
             "zip, one deflated file",
-            zip_of(&[("inner/data.csv", text)], zip::CompressionMethod::Deflated),
+            zip_of(
+                &[("inner/data.csv", text)],
+                zip::CompressionMethod::Deflated,
+            ),
             "a.zip",
             Auto,
             text.to_vec(),
@@ -82,7 +175,10 @@ fn content_comes_out_whole() {
         ),
         (
             "zip, stored, directories ignored",
-            zip_of(&[("inner/", b""), ("inner/data.csv", text)], zip::CompressionMethod::Stored),
+            zip_of(
+                &[("inner/", b""), ("inner/data.csv", text)],
+                zip::CompressionMethod::Stored,
+            ),
             "a.zip",
             Zip,
             text.to_vec(),
@@ -98,7 +194,15 @@ fn content_comes_out_whole() {
             Compression::Zip,
             "big.bin",
         ),
-        ("none keeps gzip bytes", gzip(&[text]), "a.gz", Plain, gzip(&[text]), Compression::None, "a.gz"),
+        (
+            "none keeps gzip bytes",
+            gzip(&[text]),
+            "a.gz",
+            Plain,
+            gzip(&[text]),
+            Compression::None,
+            "a.gz",
+        ),
     ];
     for (name, bytes, key, compression, expected, found, content_name) in cases {
         let (out, compression, got_name) =
@@ -113,7 +217,9 @@ fn content_comes_out_whole() {
 fn broken_and_mismatched_content_is_a_file_error() {
     use IngestCompression::{Auto, Gzip, Zip};
     let text: &[u8] = b"a,b\n1,2\n";
-    let long: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_string().into_bytes()).collect();
+    let long: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| i.to_string().into_bytes())
+        .collect();
     let truncated_gzip = {
         let whole = gzip(&[&long]);
         whole[..whole.len() / 2].to_vec()
@@ -140,14 +246,43 @@ fn broken_and_mismatched_content_is_a_file_error() {
         whole
     };
     let cases: Vec<(&str, Vec<u8>, &str, IngestCompression, &str)> = vec![
-        ("truncated gzip", truncated_gzip, "a.csv.gz", Auto, "the gzip stream ends early after "),
-        ("corrupt zstd", corrupt_zstd, "a.csv.zst", Auto, "the zstd stream is corrupt after "),
-        ("truncated zstd", truncated_zstd, "a.csv.zst", Auto, "the zstd stream ends early after "),
-        ("corrupt zip entry", corrupt_zip, "a.zip", Auto, "the zip stream is corrupt after "),
+        (
+            "truncated gzip",
+            truncated_gzip,
+            "a.csv.gz",
+            Auto,
+            "the gzip stream ends early after ",
+        ),
+        (
+            "corrupt zstd",
+            corrupt_zstd,
+            "a.csv.zst",
+            Auto,
+            "the zstd stream is corrupt after ",
+        ),
+        (
+            "truncated zstd",
+            truncated_zstd,
+            "a.csv.zst",
+            Auto,
+            "the zstd stream ends early after ",
+        ),
+        (
+            "corrupt zip entry",
+            corrupt_zip,
+            "a.zip",
+            Auto,
+            "the zip stream is corrupt after ",
+        ),
         (
             "zip with two files",
             zip_of(
-                &[("a.csv", text), ("dir/", b""), ("b.csv", text), ("c.csv", text)],
+                &[
+                    ("a.csv", text),
+                    ("dir/", b""),
+                    ("b.csv", text),
+                    ("c.csv", text),
+                ],
                 zip::CompressionMethod::Deflated,
             ),
             "a.zip",
@@ -182,7 +317,13 @@ fn broken_and_mismatched_content_is_a_file_error() {
             Zip,
             "the connector's compression is zip, but the file does not start with its magic bytes (50 4b 03 04); it starts with 1f 8b",
         ),
-        ("empty", Vec::new(), "a.csv.gz", Auto, "the file is empty (0 bytes)"),
+        (
+            "empty",
+            Vec::new(),
+            "a.csv.gz",
+            Auto,
+            "the file is empty (0 bytes)",
+        ),
     ];
     for (name, bytes, key, compression, message) in cases {
         let error = read_all(&bytes, key, compression)
@@ -190,8 +331,15 @@ fn broken_and_mismatched_content_is_a_file_error() {
             .unwrap_or_else(|| panic!("{name}: read"));
         assert!(error.to_string().starts_with(message), "{name}: {error}");
     }
-    let error = read_all(&gzip(&[&long])[..40_000], "a.gz", Auto).err().expect("truncated");
-    assert!(error.to_string().ends_with("bytes of content (truncated upload?)"), "{error}");
+    let error = read_all(&gzip(&[&long])[..40_000], "a.gz", Auto)
+        .err()
+        .expect("truncated");
+    assert!(
+        error
+            .to_string()
+            .ends_with("bytes of content (truncated upload?)"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_array::builder::{
-    BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder,
-    StringBuilder, TimestampMicrosecondBuilder,
+    BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatchOptions};
 use arrow_schema::{Field, Schema, SchemaRef};
@@ -94,7 +94,10 @@ impl Inferred {
 /// The type of one non-null text value. Integers with a leading zero (`007`, zip codes and
 /// account numbers) and integers beyond the int64 range are text, so that no digit is lost.
 pub(super) fn classify_text(text: &[u8]) -> Inferred {
-    let digits = text.strip_prefix(b"-").or(text.strip_prefix(b"+")).unwrap_or(text);
+    let digits = text
+        .strip_prefix(b"-")
+        .or(text.strip_prefix(b"+"))
+        .unwrap_or(text);
     if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
         if digits.len() > 1 && digits[0] == b'0' || parse_i64(text).is_none() {
             return Inferred::Text;
@@ -142,8 +145,13 @@ pub(super) fn plan(
     let mut new_columns = Vec::new();
     if let Some(table) = table {
         for field in table.fields() {
-            let table_type = ColumnType::from_data_type(field.data_type())
-                .ok_or_else(|| FileError::Schema(format!("the table's column {:?} has type {}, which the lake does not store", field.name(), field.data_type())))?;
+            let table_type = ColumnType::from_data_type(field.data_type()).ok_or_else(|| {
+                FileError::Schema(format!(
+                    "the table's column {:?} has type {}, which the lake does not store",
+                    field.name(),
+                    field.data_type()
+                ))
+            })?;
             match file_columns.iter().position(|n| n == field.name()) {
                 Some(at) => {
                     fits(at, table_type).map_err(|file_type| FileError::IncompatibleColumn {
@@ -181,8 +189,7 @@ pub(super) fn plan(
         }
     }
     let nullable = fields.iter().map(|f| f.is_nullable()).collect();
-    let schema =
-        lake_schema(&Schema::new(fields)).map_err(|e| FileError::Schema(e.to_string()))?;
+    let schema = lake_schema(&Schema::new(fields)).map_err(|e| FileError::Schema(e.to_string()))?;
     Ok(Plan {
         schema,
         types,
@@ -281,8 +288,7 @@ impl Builder {
             ColumnType::Boolean => Builder::Boolean(BooleanBuilder::with_capacity(rows)),
             ColumnType::Date => Builder::Date(Date32Builder::with_capacity(rows)),
             ColumnType::Timestamp => Builder::Timestamp(
-                TimestampMicrosecondBuilder::with_capacity(rows)
-                    .with_timezone(TIMESTAMP_TIME_ZONE),
+                TimestampMicrosecondBuilder::with_capacity(rows).with_timezone(TIMESTAMP_TIME_ZONE),
             ),
             ColumnType::Decimal { .. } => Builder::Decimal(
                 Decimal128Builder::with_capacity(rows).with_data_type(column_type.data_type()),
@@ -380,8 +386,8 @@ where
         line: u64,
         raw: impl FnOnce() -> String,
     ) -> Result<(), ParseError<E>> {
-        if let Some(column) = (0..self.row.len())
-            .find(|&c| !self.plan.nullable[c] && self.row[c] == Value::Null)
+        if let Some(column) =
+            (0..self.row.len()).find(|&c| !self.plan.nullable[c] && self.row[c] == Value::Null)
         {
             let name = self.plan.schema.field(column).name().clone();
             return self.reject(BadRow {
@@ -403,7 +409,9 @@ where
                 Value::Text(text) => Cell::Text(Cow::Owned(text)),
                 Value::Field(n) => {
                     let bytes = fields.and_then(|f| f.get(n)).unwrap_or_default();
-                    Cell::Text(Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default()))
+                    Cell::Text(Cow::Borrowed(
+                        std::str::from_utf8(bytes).unwrap_or_default(),
+                    ))
                 }
             };
             builder.append(cell);

@@ -14,10 +14,11 @@ use crate::lake::schema::ColumnType;
 const SAMPLE_BYTE_LIMIT: usize = 32 << 20;
 
 fn ascii(setting: &str, c: char) -> Result<u8, FileError> {
-    u8::try_from(c)
-        .ok()
-        .filter(u8::is_ascii)
-        .ok_or_else(|| FileError::Settings(format!("the {setting} must be one ASCII character, not {c:?}")))
+    u8::try_from(c).ok().filter(u8::is_ascii).ok_or_else(|| {
+        FileError::Settings(format!(
+            "the {setting} must be one ASCII character, not {c:?}"
+        ))
+    })
 }
 
 /// The reader of `format`. The escape character equal to the quote means doubled quotes
@@ -30,6 +31,12 @@ fn reader<'a>(
     let delimiter = ascii("delimiter", format.delimiter())?;
     let quote = ascii("quote character", format.quote_char)?;
     let escape = ascii("escape character", format.escape_char)?;
+    if delimiter == quote || delimiter == escape {
+        return Err(FileError::Settings(format!(
+            "the delimiter {:?} is also the quote or escape character",
+            format.delimiter()
+        )));
+    }
     Ok(csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -121,9 +128,9 @@ pub(super) fn parse<E>(
         }
         .into());
     };
-    let names = header.clone().unwrap_or_else(|| {
-        (1..=first.len()).map(|i| format!("column_{i}")).collect()
-    });
+    let names = header
+        .clone()
+        .unwrap_or_else(|| (1..=first.len()).map(|i| format!("column_{i}")).collect());
     let null = format.null_value.as_bytes();
     let mut inferred = vec![Inferred::Null; names.len()];
     for row in sample.iter().filter(|r| r.len() == names.len()) {
@@ -150,7 +157,11 @@ pub(super) fn parse<E>(
         file_to_out: plan.file_to_out.clone(),
         batcher: Batcher::new(plan, limits.batch_rows, on_batch),
         names,
-        width_of: if header.is_some() { "the header" } else { "the first row" },
+        width_of: if header.is_some() {
+            "the header"
+        } else {
+            "the first row"
+        },
         null: null.to_vec(),
         delimiter: format.delimiter() as u8,
     };

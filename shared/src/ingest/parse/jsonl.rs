@@ -63,7 +63,11 @@ fn classify(value: &Json) -> Inferred {
 fn convert(column_type: ColumnType, value: Json) -> Result<Value, String> {
     let refused = |value: &Json| {
         let text = value.to_string();
-        format!("{} is not {}", super::quoted(text.as_bytes()), expected(column_type))
+        format!(
+            "{} is not {}",
+            super::quoted(text.as_bytes()),
+            expected(column_type)
+        )
     };
     Ok(match (column_type, value) {
         (_, Json::Null) => Value::Null,
@@ -221,7 +225,8 @@ where
     F: FnMut(ParsedBatch) -> Result<(), E>,
 {
     fn push(&mut self, line: u64, text: &[u8]) -> Result<(), ParseError<E>> {
-        let raw = || String::from_utf8_lossy(&text[..text.len().min(BAD_ROW_RAW_LIMIT + 4)]).into_owned();
+        let raw =
+            || String::from_utf8_lossy(&text[..text.len().min(BAD_ROW_RAW_LIMIT + 4)]).into_owned();
         let refuse = |column: Option<String>, reason: String| BadRow {
             line,
             column,

@@ -133,7 +133,10 @@ fn a_50_mb_csv_parses_in_bounded_memory() {
     assert_eq!(summary.content_bytes, size as u64);
     assert!(batches > 100);
     // The file is 50 MB; the parse holds a sample, one batch and buffers.
-    assert!(peak < 8 << 20, "peak heap {peak} bytes for a {size}-byte file");
+    assert!(
+        peak < 8 << 20,
+        "peak heap {peak} bytes for a {size}-byte file"
+    );
     let largest = source.largest_read.load(Ordering::Relaxed);
     assert!(largest <= 1 << 20, "largest read {largest}");
     eprintln!("{size} bytes, {row} rows: peak heap {peak} bytes, largest read {largest}");
@@ -172,14 +175,19 @@ fn throughput_of_a_typical_csv() {
         IngestCompression::None,
     );
     let started = std::time::Instant::now();
-    let summary = parse_file(&source, "big.csv", &settings, None, |_| Ok::<(), ()>(()))
-        .expect("parses");
+    let summary =
+        parse_file(&source, "big.csv", &settings, None, |_| Ok::<(), ()>(())).expect("parses");
     let seconds = started.elapsed().as_secs_f64();
     assert_eq!(summary.rows, row);
     eprintln!(
         "{} MB in {seconds:.2} s: {:.0} MB/s ({:?})",
         source.len() >> 20,
         source.len() as f64 / 1e6 / seconds,
-        summary.schema.fields().iter().map(|f| f.data_type().to_string()).collect::<Vec<_>>()
+        summary
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().to_string())
+            .collect::<Vec<_>>()
     );
 }

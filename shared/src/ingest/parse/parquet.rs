@@ -8,10 +8,10 @@ use std::borrow::Cow;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Date32Type, Date64Type, Decimal32Type, Decimal64Type, Decimal128Type, Float16Type,
-    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    Date32Type, Date64Type, Decimal32Type, Decimal64Type, Decimal128Type, Float16Type, Float32Type,
+    Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type,
+    UInt32Type, UInt64Type,
 };
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
@@ -185,12 +185,8 @@ fn scalar(array: &dyn Array, row: usize) -> Result<Scalar<'_>, String> {
         DataType::UInt16 => Scalar::Int(array.as_primitive::<UInt16Type>().value(row).into()),
         DataType::UInt32 => Scalar::Int(array.as_primitive::<UInt32Type>().value(row).into()),
         DataType::UInt64 => Scalar::UInt(array.as_primitive::<UInt64Type>().value(row)),
-        DataType::Float16 => {
-            Scalar::Float(array.as_primitive::<Float16Type>().value(row).to_f64())
-        }
-        DataType::Float32 => {
-            Scalar::Float(array.as_primitive::<Float32Type>().value(row).into())
-        }
+        DataType::Float16 => Scalar::Float(array.as_primitive::<Float16Type>().value(row).to_f64()),
+        DataType::Float32 => Scalar::Float(array.as_primitive::<Float32Type>().value(row).into()),
         DataType::Float64 => Scalar::Float(array.as_primitive::<Float64Type>().value(row)),
         DataType::Utf8 => Scalar::Text(array.as_string::<i32>().value(row)),
         DataType::LargeUtf8 => Scalar::Text(array.as_string::<i64>().value(row)),
@@ -228,14 +224,12 @@ fn scalar(array: &dyn Array, row: usize) -> Result<Scalar<'_>, String> {
                 micros.ok_or("the timestamp is beyond the microseconds the lake keeps")?,
             )
         }
-        DataType::Decimal32(_, s) => Scalar::Decimal(
-            array.as_primitive::<Decimal32Type>().value(row).into(),
-            *s,
-        ),
-        DataType::Decimal64(_, s) => Scalar::Decimal(
-            array.as_primitive::<Decimal64Type>().value(row).into(),
-            *s,
-        ),
+        DataType::Decimal32(_, s) => {
+            Scalar::Decimal(array.as_primitive::<Decimal32Type>().value(row).into(), *s)
+        }
+        DataType::Decimal64(_, s) => {
+            Scalar::Decimal(array.as_primitive::<Decimal64Type>().value(row).into(), *s)
+        }
         DataType::Decimal128(_, s) => {
             Scalar::Decimal(array.as_primitive::<Decimal128Type>().value(row), *s)
         }
@@ -265,11 +259,10 @@ fn scalar_text(value: &Scalar<'_>) -> String {
         Scalar::Bool(v) => v.to_string(),
         Scalar::Date(days) => chrono::NaiveDate::from_num_days_from_ce_opt(days + 719_163)
             .map_or_else(|| format!("day {days}"), |d| d.to_string()),
-        Scalar::Timestamp(micros) => chrono::DateTime::from_timestamp_micros(*micros)
-            .map_or_else(
-                || format!("{micros} µs"),
-                |t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-            ),
+        Scalar::Timestamp(micros) => chrono::DateTime::from_timestamp_micros(*micros).map_or_else(
+            || format!("{micros} µs"),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        ),
         Scalar::Decimal(v, s) => decimal_text(*v, *s),
     }
 }
@@ -282,9 +275,8 @@ fn rescale(value: i128, from: i8, precision: u8, to: i8) -> Option<i128> {
 }
 
 fn cell<'a>(value: Scalar<'a>, target: ColumnType) -> Result<Cell<'a>, String> {
-    let refused = |value: &Scalar<'_>| {
-        format!("{} does not fit {}", scalar_text(value), expected(target))
-    };
+    let refused =
+        |value: &Scalar<'_>| format!("{} does not fit {}", scalar_text(value), expected(target));
     Ok(match (target, value) {
         (_, Scalar::Null) => Cell::Null,
         (ColumnType::String, Scalar::Text(text)) => Cell::Text(Cow::Borrowed(text)),
@@ -299,7 +291,9 @@ fn cell<'a>(value: Scalar<'a>, target: ColumnType) -> Result<Cell<'a>, String> {
         (ColumnType::Boolean, Scalar::Bool(v)) => Cell::Bool(v),
         (ColumnType::Date, Scalar::Date(v)) => Cell::Date(v),
         (ColumnType::Timestamp, Scalar::Timestamp(v)) => Cell::Timestamp(v),
-        (ColumnType::Timestamp, Scalar::Date(days)) => Cell::Timestamp(i64::from(days) * DAY_MICROS),
+        (ColumnType::Timestamp, Scalar::Date(days)) => {
+            Cell::Timestamp(i64::from(days) * DAY_MICROS)
+        }
         (ColumnType::Decimal { precision, scale }, value) => {
             let fitted = match value {
                 Scalar::Decimal(v, from) => rescale(v, from, precision, scale),
@@ -354,12 +348,11 @@ pub(super) fn parse<E>(
     let mut names = Vec::new();
     let mut file_types = Vec::new();
     for field in file_schema.fields() {
-        let lake = lake_type(field.data_type()).ok_or_else(|| {
-            FileError::UnsupportedParquetType {
+        let lake =
+            lake_type(field.data_type()).ok_or_else(|| FileError::UnsupportedParquetType {
                 column: field.name().clone(),
                 data_type: field.data_type().to_string(),
-            }
-        })?;
+            })?;
         names.push(field.name().clone());
         file_types.push(lake);
     }
@@ -380,7 +373,11 @@ pub(super) fn parse<E>(
         return Err(FileError::NoRows { header_only: false }.into());
     }
     let mut rows = Rows {
-        targets: plan.file_to_out.iter().map(|&o| (o, plan.types[o], plan.nullable[o])).collect(),
+        targets: plan
+            .file_to_out
+            .iter()
+            .map(|&o| (o, plan.types[o], plan.nullable[o]))
+            .collect(),
         out_has_file: (0..plan.types.len())
             .map(|o| plan.file_to_out.iter().position(|&f| f == o))
             .collect(),

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ::parquet::arrow::ArrowWriter;
+use ::parquet::file::properties::WriterProperties;
 use arrow_array::builder::{Int32Builder, ListBuilder};
 use arrow_array::{
     ArrayRef, Float32Array, Int32Array, RecordBatch, StringArray, TimestampMillisecondArray,
@@ -10,8 +12,6 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use bytes::Bytes;
-use ::parquet::arrow::ArrowWriter;
-use ::parquet::file::properties::WriterProperties;
 
 use super::tests::{Parsed, parse_with};
 use super::*;
@@ -24,7 +24,8 @@ fn parquet_file(columns: Vec<(&str, ArrayRef)>, row_group_rows: usize) -> Vec<u8
         .set_max_row_group_row_count(Some(row_group_rows))
         .build();
     let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(properties)).expect("writer");
+    let mut writer =
+        ArrowWriter::try_new(&mut out, batch.schema(), Some(properties)).expect("writer");
     writer.write(&batch).expect("write");
     writer.close().expect("close");
     out
@@ -46,7 +47,10 @@ fn s(text: &str) -> Option<String> {
 fn typical() -> Vec<u8> {
     parquet_file(
         vec![
-            ("i", Arc::new(Int32Array::from(vec![Some(1), None, Some(-3)])) as ArrayRef),
+            (
+                "i",
+                Arc::new(Int32Array::from(vec![Some(1), None, Some(-3)])) as ArrayRef,
+            ),
             ("f", Arc::new(Float32Array::from(vec![1.5, 2.0, -0.25]))),
             (
                 "t",
@@ -56,7 +60,10 @@ fn typical() -> Vec<u8> {
                     Some(0),
                 ])),
             ),
-            ("s", Arc::new(StringArray::from(vec![Some("a"), Some(""), None]))),
+            (
+                "s",
+                Arc::new(StringArray::from(vec![Some("a"), Some(""), None])),
+            ),
         ],
         1024,
     )
@@ -78,7 +85,11 @@ fn columns_convert_to_lake_types() {
     assert_eq!(parsed.column("f"), vec![s("1.5"), s("2"), s("-0.25")]);
     assert_eq!(
         parsed.column("t"),
-        vec![s("2023-11-14T22:13:20.123Z"), None, s("1970-01-01T00:00:00Z")]
+        vec![
+            s("2023-11-14T22:13:20.123Z"),
+            None,
+            s("1970-01-01T00:00:00Z")
+        ]
     );
     assert_eq!(parsed.column("s"), vec![s("a"), s(""), None]);
     assert_eq!(parsed.summary.rows, 3);
@@ -98,17 +109,17 @@ fn unsupported_and_non_parquet_files_are_file_errors() {
         1024,
     );
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        (
-            "a list column",
-            with_list,
-            "column \"tags\" has type List(",
-        ),
+        ("a list column", with_list, "column \"tags\" has type List("),
         (
             "csv text",
             b"a,b\n1,2\n3,4\n".to_vec(),
             "the file is not Parquet: it does not start and end with the Parquet magic bytes PAR1 (it starts like text: is it csv or jsonl?)",
         ),
-        ("tiny", b"PAR1".to_vec(), "the file is not Parquet: it has only 4 bytes"),
+        (
+            "tiny",
+            b"PAR1".to_vec(),
+            "the file is not Parquet: it has only 4 bytes",
+        ),
         ("empty", Vec::new(), "the file is empty (0 bytes)"),
         (
             "a broken footer",
@@ -122,7 +133,9 @@ fn unsupported_and_non_parquet_files_are_file_errors() {
         ),
     ];
     for (name, bytes, message) in cases {
-        let error = read(&bytes, None).err().unwrap_or_else(|| panic!("{name}: read"));
+        let error = read(&bytes, None)
+            .err()
+            .unwrap_or_else(|| panic!("{name}: read"));
         assert!(error.to_string().starts_with(message), "{name}: {error}");
     }
 }
@@ -211,10 +224,15 @@ fn row_groups_are_read_by_range_into_batches_of_one_schema() {
     let n = 100_000;
     let bytes = parquet_file(
         vec![
-            ("id", Arc::new(Int32Array::from_iter_values(0..n)) as ArrayRef),
+            (
+                "id",
+                Arc::new(Int32Array::from_iter_values(0..n)) as ArrayRef,
+            ),
             (
                 "name",
-                Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("name {i}")))),
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("name {i}")),
+                )),
             ),
         ],
         10_000,
@@ -241,5 +259,9 @@ fn row_groups_are_read_by_range_into_batches_of_one_schema() {
     assert!(sizes.len() >= 25, "{sizes:?}");
     // A tenth of the file per row group: no range near the whole file.
     let largest = source.largest_range.load(Ordering::Relaxed);
-    assert!(largest < bytes.len() as u64 / 4, "largest range {largest} of {}", bytes.len());
+    assert!(
+        largest < bytes.len() as u64 / 4,
+        "largest range {largest} of {}",
+        bytes.len()
+    );
 }

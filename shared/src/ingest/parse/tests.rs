@@ -27,7 +27,9 @@ impl Parsed {
     pub fn column(&self, name: &str) -> Vec<Option<String>> {
         let mut out = Vec::new();
         for batch in &self.batches {
-            let array = batch.column_by_name(name).unwrap_or_else(|| panic!("no {name}"));
+            let array = batch
+                .column_by_name(name)
+                .unwrap_or_else(|| panic!("no {name}"));
             for row in 0..array.len() {
                 out.push(cell_text(array.as_ref(), row));
             }
@@ -82,9 +84,7 @@ pub(super) fn cell_text(array: &dyn Array, row: usize) -> Option<String> {
                 .expect("timestamp")
                 .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
         }
-        DataType::Decimal128(_, _) => array
-            .as_primitive::<Decimal128Type>()
-            .value_as_string(row),
+        DataType::Decimal128(_, _) => array.as_primitive::<Decimal128Type>().value_as_string(row),
         other => panic!("not a lake type: {other}"),
     })
 }
@@ -108,7 +108,11 @@ pub(super) fn parse_with(
         ParseError::Stopped(()) => unreachable!("never stopped"),
     })?;
     for batch in &batches {
-        assert_eq!(batch.schema(), summary.schema, "every batch has the summary's schema");
+        assert_eq!(
+            batch.schema(),
+            summary.schema,
+            "every batch has the summary's schema"
+        );
     }
     lake_schema_ok(&summary.schema);
     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -181,11 +185,21 @@ fn types_are_inferred_from_the_sample() {
             DataType::Utf8,
         ]
     );
-    assert!(parsed.summary.schema.fields().iter().all(|f| f.is_nullable()));
+    assert!(
+        parsed
+            .summary
+            .schema
+            .fields()
+            .iter()
+            .all(|f| f.is_nullable())
+    );
     assert_eq!(parsed.column("i"), vec![s("1"), s("-2"), None]);
     assert_eq!(parsed.column("f"), vec![s("1.5"), s("2"), None]);
     assert_eq!(parsed.column("b"), vec![s("true"), s("false"), None]);
-    assert_eq!(parsed.column("d"), vec![s("2024-01-31"), s("2024-02-01"), None]);
+    assert_eq!(
+        parsed.column("d"),
+        vec![s("2024-01-31"), s("2024-02-01"), None]
+    );
     assert_eq!(
         parsed.column("t"),
         vec![
@@ -211,7 +225,10 @@ fn delimiters_quotes_escapes_and_headers() {
             "quoted delimiter, doubled quote, newline",
             csv(),
             "a,b\n\"x,y\",\"say \"\"hi\"\"\"\n\"two\nlines\",z\n",
-            vec![vec![s("x,y"), s("say \"hi\"")], vec![s("two\nlines"), s("z")]],
+            vec![
+                vec![s("x,y"), s("say \"hi\"")],
+                vec![s("two\nlines"), s("z")],
+            ],
         ),
         (
             "tab",
@@ -339,7 +356,12 @@ fn bad_rows_name_the_line_of_their_record_start() {
 fn nulls_and_empty_strings() {
     let mut null_word = csv();
     null_word.null_value = "NULL".to_owned();
-    let cases: Vec<(&str, DelimitedFormat, Vec<Option<String>>, Vec<Option<String>>)> = vec![
+    let cases: Vec<(
+        &str,
+        DelimitedFormat,
+        Vec<Option<String>>,
+        Vec<Option<String>>,
+    )> = vec![
         (
             "the default null is the empty field",
             csv(),
@@ -398,10 +420,28 @@ fn whole_file_errors() {
     let mut binary = b"a,b\n".to_vec();
     binary.extend((0..=255u8).cycle().take(3000));
     let latin1 = b"name\ncaf\xe9\nna\xefve\nplain\n".to_vec();
+    let truncated_gzip = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b"a,b\n").expect("gzip");
+        for i in 0..20_000 {
+            writeln!(e, "{i},{}", i * 3).expect("gzip");
+        }
+        let whole = e.finish().expect("gzip");
+        whole[..whole.len() / 2].to_vec()
+    };
+    let mut unusable = csv();
+    unusable.quote_char = ',';
+    let unusable = ParseSettings::new(FileFormat::Delimited(unusable), IngestCompression::Auto);
     let csv_none = ParseSettings::new(FileFormat::Delimited(csv()), IngestCompression::None);
     let csv_auto = settings(FileFormat::Delimited(csv()));
     let cases: Vec<(&str, Vec<u8>, &str, &ParseSettings, &str)> = vec![
-        ("empty", vec![], "f.csv", &csv_auto, "the file is empty (0 bytes)"),
+        (
+            "empty",
+            vec![],
+            "f.csv",
+            &csv_auto,
+            "the file is empty (0 bytes)",
+        ),
         (
             "empty after gzip",
             empty_gzip,
@@ -438,14 +478,34 @@ fn whole_file_errors() {
             "the file looks like a binary file, not csv: ",
         ),
     ];
-    for (name, bytes, key, settings, message) in cases {
+    let more: Vec<(&str, Vec<u8>, &str, &ParseSettings, &str)> = vec![
+        (
+            "truncated gzip",
+            truncated_gzip,
+            "f.csv.gz",
+            &csv_auto,
+            "the gzip stream ends early after ",
+        ),
+        (
+            "delimiter is the quote",
+            b"a,b\n1,2\n".to_vec(),
+            "f.csv",
+            &unusable,
+            "the format settings cannot be used: the delimiter ',' is also the quote or escape character",
+        ),
+        (
+            "parquet read as csv",
+            b"PAR1\x15\x04\x15\x10\x15\x14L\x15\x02\x15\x00\x12\x00\x00\x08".to_vec(),
+            "f.csv",
+            &csv_auto,
+            "the file looks like a binary file, not csv: a NUL byte at byte 14; it is a Parquet file, set the connector's format to parquet",
+        ),
+    ];
+    for (name, bytes, key, settings, message) in cases.into_iter().chain(more) {
         let error = parse_with(&bytes, key, settings, None)
             .err()
             .unwrap_or_else(|| panic!("{name}: parsed"));
-        assert!(
-            error.to_string().starts_with(message),
-            "{name}: {error}"
-        );
+        assert!(error.to_string().starts_with(message), "{name}: {error}");
     }
     let gzip_hint = parse_with(
         &{
@@ -460,9 +520,9 @@ fn whole_file_errors() {
     .err()
     .expect("refused");
     assert!(
-        gzip_hint
-            .to_string()
-            .ends_with("it starts like a gzip file, set the connector's compression to auto or gzip"),
+        gzip_hint.to_string().ends_with(
+            "it starts like a gzip file, set the connector's compression to auto or gzip"
+        ),
         "{gzip_hint}"
     );
     // A few Latin-1 bytes are not a binary file: their rows are refused one by one.
@@ -678,7 +738,10 @@ fn jsonl_types_nested_values_and_key_order() {
     assert_eq!(parsed.column("n"), vec![s("{\"k\":[1,2]}"), None, None]);
     assert_eq!(parsed.column("l"), vec![s("[1,\"x\"]"), None, None]);
     assert_eq!(parsed.column("mixed"), vec![None, s("1"), s("x")]);
-    assert_eq!(parsed.column("big"), vec![None, None, s("18446744073709551615")]);
+    assert_eq!(
+        parsed.column("big"),
+        vec![None, None, s("18446744073709551615")]
+    );
 }
 
 #[test]
@@ -743,9 +806,14 @@ fn jsonl_against_a_table() {
     );
     let mut settings = settings(FileFormat::Jsonl);
     settings.infer_rows = 10;
-    let error = parse_with(b"{\"amount\":\"many\",\"id\":1}\n", "f.jsonl", &settings, Some(&table))
-        .err()
-        .expect("refused");
+    let error = parse_with(
+        b"{\"amount\":\"many\",\"id\":1}\n",
+        "f.jsonl",
+        &settings,
+        Some(&table),
+    )
+    .err()
+    .expect("refused");
     assert_eq!(
         error.to_string(),
         "column \"amount\" is float64 in the table, but the file's values are string, which do not convert to float64"

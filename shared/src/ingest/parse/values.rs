@@ -183,10 +183,7 @@ pub(crate) fn parse_timestamp(text: &[u8]) -> Option<i64> {
     let mut rest = &time[8..];
     let mut micros: i64 = 0;
     if let Some(b'.') = rest.first() {
-        let fraction_len = rest[1..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
+        let fraction_len = rest[1..].iter().take_while(|b| b.is_ascii_digit()).count();
         if fraction_len == 0 || fraction_len > 9 {
             return None;
         }
