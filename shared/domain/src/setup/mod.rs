@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::connector::CHECK_DIR;
 use crate::connector::rules;
 use crate::connector::{AuthMode, Connector, Direction, SseMode};
+use crate::ingest::file::SIDECAR_SUFFIX;
 
 /// Our side of the trust relationship, from the deployment's configuration.
 #[derive(Debug, Clone)]
@@ -82,14 +83,19 @@ pub fn s3_statements(c: &Connector, principal: Option<&Value>) -> Vec<Value> {
                 .ingest_options()
                 .map(|i| i.move_dirs())
                 .unwrap_or_default();
-            // Read and remove source files; the test object of validation lives under
-            // CHECK_DIR, which is the only place the connector writes in the source.
+            // Read and remove source files; the connector writes in the source only the test
+            // object of validation (under CHECK_DIR) and error sidecars.
             object_statements.push((
                 "ConnectorSourceFiles",
                 vec!["s3:GetObject", "s3:DeleteObject"],
                 vec![under(&c.prefix)],
             ));
-            let mut write_targets = vec![under(&format!("{}{CHECK_DIR}", c.prefix))];
+            // Error sidecars of files that are deleted or stay in place sit beside them; the
+            // grant is for that suffix only, so no customer file can be overwritten.
+            let mut write_targets = vec![
+                under(&format!("{}{CHECK_DIR}", c.prefix)),
+                format!("{bucket_arn}/{}*{SIDECAR_SUFFIX}", c.prefix),
+            ];
             write_targets.extend(move_dirs.iter().map(|d| under(d)));
             listed_prefixes.extend(move_dirs.iter().map(|d| d.to_string()));
             let mut actions = vec![
