@@ -7,6 +7,14 @@
 //! The output schema: without a table schema, the columns of the file with the types inferred
 //! from its first rows (all nullable); with one, the table's columns in their order (those the
 //! file lacks are null) and then the file's new columns, nullable, with their inferred types.
+//! Names match exactly (case included).
+//!
+//! Text formats: a UTF-8 BOM is dropped; a NUL byte, or more than a quarter of the first KiB
+//! not being UTF-8, is a binary file; one record longer than 64 MiB is a file error (an
+//! unclosed quote would otherwise hold the rest of the file). Delimited text: an empty field
+//! is null in every column that is not text; in text columns only the null value is (the
+//! `csv` crate does not tell a quoted `""` from an empty field, so with the default null
+//! value both are null).
 
 mod columns;
 mod delimited;

@@ -55,6 +55,17 @@ fn read_all(
     ))
 }
 
+/// Name, file, key, compression setting, content, compression found, content name.
+type ReadCase = (
+    &'static str,
+    Vec<u8>,
+    &'static str,
+    IngestCompression,
+    Vec<u8>,
+    Compression,
+    &'static str,
+);
+
 #[test]
 fn content_comes_out_whole() {
     use IngestCompression::{Auto, Gzip, None as Plain, Zip, Zstd};
@@ -62,15 +73,7 @@ fn content_comes_out_whole() {
     let big: Vec<u8> = (0..3_000_000u32)
         .flat_map(|i| (i % 251).to_le_bytes())
         .collect();
-    let cases: Vec<(
-        &str,
-        Vec<u8>,
-        &str,
-        IngestCompression,
-        Vec<u8>,
-        Compression,
-        &str,
-    )> = vec![
+    let cases: Vec<ReadCase> = vec![
         (
             "plain",
             text.to_vec(),
@@ -331,9 +334,7 @@ fn broken_and_mismatched_content_is_a_file_error() {
             .unwrap_or_else(|| panic!("{name}: read"));
         assert!(error.to_string().starts_with(message), "{name}: {error}");
     }
-    let error = read_all(&gzip(&[&long])[..40_000], "a.gz", Auto)
-        .err()
-        .expect("truncated");
+    let error = read_all(&gzip(&[&long])[..40_000], "a.gz", Auto).expect_err("truncated");
     assert!(
         error
             .to_string()

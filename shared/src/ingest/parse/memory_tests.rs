@@ -164,7 +164,7 @@ fn throughput_of_a_typical_csv() {
             row % 24,
             row % 60,
             row % 1_000_000,
-            row % 2 == 0
+            row.is_multiple_of(2)
         )
         .expect("write");
         row += 1;

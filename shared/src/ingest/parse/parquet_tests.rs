@@ -173,7 +173,7 @@ fn parquet_against_a_table() {
     assert_eq!(parsed.column("f"), vec![s("1.5"), s("2"), s("-0.25")]);
 
     let strict: SchemaRef = Arc::new(Schema::new(vec![Field::new("s", DataType::Int64, true)]));
-    let error = read(&typical(), Some(&strict)).err().expect("refused");
+    let error = read(&typical(), Some(&strict)).expect_err("refused");
     assert_eq!(
         error.to_string(),
         "column \"s\" is int64 in the table, but the file's values are string, which do not convert to int64"

@@ -15,6 +15,10 @@ use super::*;
 use crate::domain::connector::{DelimitedFormat, Dialect, QuoteMode};
 use crate::ingest::source::MemorySource;
 
+type Column = Vec<Option<String>>;
+type Rows = Vec<Column>;
+
+#[derive(Debug)]
 pub(super) struct Parsed {
     pub summary: ParseSummary,
     pub batches: Vec<RecordBatch>,
@@ -220,7 +224,7 @@ fn delimiters_quotes_escapes_and_headers() {
         change(&mut format);
         format
     };
-    let cases: Vec<(&str, DelimitedFormat, &str, Vec<Vec<Option<String>>>)> = vec![
+    let cases: Vec<(&str, DelimitedFormat, &str, Rows)> = vec![
         (
             "quoted delimiter, doubled quote, newline",
             csv(),
@@ -356,12 +360,7 @@ fn bad_rows_name_the_line_of_their_record_start() {
 fn nulls_and_empty_strings() {
     let mut null_word = csv();
     null_word.null_value = "NULL".to_owned();
-    let cases: Vec<(
-        &str,
-        DelimitedFormat,
-        Vec<Option<String>>,
-        Vec<Option<String>>,
-    )> = vec![
+    let cases: Vec<(&str, DelimitedFormat, Column, Column)> = vec![
         (
             "the default null is the empty field",
             csv(),
@@ -399,8 +398,7 @@ fn a_bom_is_dropped_and_the_header_is_checked() {
         &settings(FileFormat::Delimited(csv())),
         None,
     )
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     assert_eq!(
         error.to_string(),
         "the header names column \"id\" twice (columns 1 and 3)"
@@ -517,8 +515,7 @@ fn whole_file_errors() {
         &csv_none,
         None,
     )
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     assert!(
         gzip_hint.to_string().ends_with(
             "it starts like a gzip file, set the connector's compression to auto or gzip"
@@ -548,9 +545,8 @@ fn a_record_longer_than_the_limit_is_a_file_error() {
         batch_rows: 10,
         infer_rows: 10,
     };
-    let error = delimited::parse(stream, &csv(), limits, None, |_| Ok::<(), ()>(()))
-        .err()
-        .expect("refused");
+    let error =
+        delimited::parse(stream, &csv(), limits, None, |_| Ok::<(), ()>(())).expect_err("refused");
     let ParseError::File(error) = error else {
         panic!("not a file error")
     };
@@ -812,8 +808,7 @@ fn jsonl_against_a_table() {
         &settings,
         Some(&table),
     )
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     assert_eq!(
         error.to_string(),
         "column \"amount\" is float64 in the table, but the file's values are string, which do not convert to float64"
