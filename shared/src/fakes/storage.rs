@@ -225,6 +225,11 @@ impl MemoryStorage {
 
     /// A customer's file, as if they uploaded it.
     pub fn put_object(&self, bucket: &str, key: &str, body: &[u8]) {
+        self.put_object_with(bucket, key, body, WriteOptions::default());
+    }
+
+    /// A customer's file uploaded with headers (encryption, content type, metadata).
+    pub fn put_object_with(&self, bucket: &str, key: &str, body: &[u8], options: WriteOptions) {
         let mut state = self.lock();
         let e_tag = format!("\"{}\"", state.next_id);
         state.next_id += 1;
@@ -237,7 +242,7 @@ impl MemoryStorage {
                 key.to_owned(),
                 StoredObject {
                     body: body.to_vec(),
-                    options: WriteOptions::default(),
+                    options,
                     e_tag,
                 },
             );

@@ -4,4 +4,5 @@
 
 pub mod decompress;
 pub mod parse;
+pub mod service;
 pub mod source;

@@ -97,12 +97,13 @@ impl PartEncoder {
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {
-        let batch = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec()).map_err(
-            |e| LakeError::Invalid {
-                table: self.table.clone(),
-                reason: format!("a batch does not fit the part's schema: {e}"),
-            },
-        )?;
+        let batch =
+            RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec()).map_err(|e| {
+                LakeError::Invalid {
+                    table: self.table.clone(),
+                    reason: format!("a batch does not fit the part's schema: {e}"),
+                }
+            })?;
         self.rows += batch.num_rows() as u64;
         self.writer.write(&batch).map_err(|e| LakeError::Invalid {
             table: self.table.clone(),

@@ -1,0 +1,662 @@
+//! Files through the fakes: the connectors table, STS, the customer's bucket, the ledger and
+//! the lake, with the crashes and races an emulator cannot produce on demand.
+
+use std::collections::BTreeMap;
+
+use arrow_array::{Array, Int64Array, StringArray};
+use serde_json::json;
+
+use super::*;
+use crate::domain::connector::platform::OwnResources;
+use crate::domain::connector::{Encryption, SseMode};
+use crate::domain::testing::{EXTERNAL_ID, ingest_connector};
+use crate::fakes::lake::MemoryLake;
+use crate::fakes::ledger::MemoryLedger;
+use crate::fakes::storage::{Fault, MemoryStorage, Op};
+use crate::fakes::sts::{FakeRole, MemorySts};
+use crate::fakes::{MemoryConnectorStore, MemorySecretStore};
+
+const PRINCIPAL: &str = "arn:aws:iam::123456789012:role/connector-access";
+const ROLE: &str = "arn:aws:iam::111111111111:role/acme-ingest";
+const BUCKET: &str = "acme-drops";
+
+type Service = IngestService<
+    MemoryLake,
+    MemoryLedger,
+    MemoryConnectorStore,
+    MemorySts,
+    MemorySecretStore,
+    MemoryStorage,
+>;
+
+struct World {
+    service: Service,
+    storage: MemoryStorage,
+    lake: Arc<MemoryLake>,
+    connector: Connector,
+}
+
+fn world(ingest: serde_json::Value) -> World {
+    world_with(ingest_connector(ingest), IngestSettings::default())
+}
+
+fn world_with(connector: Connector, settings: IngestSettings) -> World {
+    let sts = MemorySts::new(PRINCIPAL).with_role(
+        ROLE,
+        FakeRole {
+            trusted: vec![PRINCIPAL.into()],
+            external_id: Some(EXTERNAL_ID.into()),
+            web_identity_token: None,
+        },
+    );
+    let own = OwnResources::new(["platform-lake".to_owned()], Some("123456789012".into()));
+    let broker = CredentialBroker::new(
+        sts,
+        MemorySecretStore::default(),
+        PRINCIPAL.into(),
+        crate::credentials::TokenSource::None,
+        own,
+    );
+    let storage = MemoryStorage::new().with_bucket(BUCKET, "us-east-1");
+    let connectors = MemoryConnectorStore::default();
+    let stored = connector.clone();
+    connectors.seed(move |state| {
+        state.connectors.insert(
+            (stored.tenant_id.clone(), stored.connector_id.clone()),
+            stored,
+        );
+    });
+    let lake = Arc::new(MemoryLake::new());
+    let service = IngestService::new(
+        lake.clone(),
+        MemoryLedger::new(),
+        connectors,
+        Arc::new(broker),
+        storage.clone(),
+        settings,
+    );
+    World {
+        service,
+        storage,
+        lake,
+        connector,
+    }
+}
+
+fn found(key: &str) -> FoundObject {
+    FoundObject {
+        bucket: BUCKET.into(),
+        key: key.into(),
+        e_tag: None,
+        intake: Intake::Notification,
+    }
+}
+
+const GOOD_CSV: &str = "id,name\n1,ann\n2,bob\n3,cy\n";
+/// Line 3 is ragged: a bad row whatever the types.
+const ONE_BAD_ROW_CSV: &str = "id,name\n1,ann\n2,bob,extra\n3,cy\n";
+
+impl World {
+    fn drop_file(&self, key: &str, body: &str) {
+        self.storage.put_object(BUCKET, key, body.as_bytes());
+    }
+
+    async fn deliver(&self, key: &str) -> Result<Handled, IngestError> {
+        self.service.handle(&found(key)).await
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.storage.keys(BUCKET)
+    }
+
+    fn body(&self, key: &str) -> String {
+        let bucket = self.storage.bucket(BUCKET).unwrap();
+        String::from_utf8(bucket.objects[key].body.clone()).unwrap()
+    }
+
+    /// Every id in the lake's `orders` table, in part order.
+    fn lake_ids(&self) -> Vec<i64> {
+        self.lake
+            .all_batches("acme", "orders")
+            .iter()
+            .flat_map(|b| {
+                let ids = b
+                    .column_by_name("id")
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .clone();
+                ids.iter().map(|v| v.unwrap()).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn parts(&self) -> usize {
+        futures::executor::block_on(self.lake.parts_after("acme", "orders", None))
+            .unwrap()
+            .len()
+    }
+
+    fn only_file(&self) -> IngestFile {
+        let files = self.service.ledger().files();
+        assert_eq!(files.len(), 1, "{files:?}");
+        files.into_iter().next().unwrap()
+    }
+
+    /// The holder of every record crashed long ago: its leases lapsed.
+    fn lapse_leases(&self) {
+        for mut file in self.service.ledger().files() {
+            if file.lease_until.is_some() {
+                file.lease_until = Some(0);
+            }
+            self.service.ledger().seed(file);
+        }
+    }
+}
+
+fn finished(handled: Handled) -> IngestFile {
+    match handled {
+        Handled::Finished(file) => *file,
+        other => panic!("expected a finished file, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_four_folder_cases_place_good_and_bad_files() {
+    // (success dir, failed dir, where the good file ends, where the bad file ends)
+    let cases: [(Option<&str>, Option<&str>, Option<&str>, &str); 4] = [
+        (None, None, None, "incoming/bad.csv"),
+        (
+            Some("done/"),
+            None,
+            Some("done/good.csv"),
+            "incoming/bad.csv",
+        ),
+        (None, Some("failed/"), None, "failed/bad.csv"),
+        (
+            Some("done/"),
+            Some("failed/"),
+            Some("done/good.csv"),
+            "failed/bad.csv",
+        ),
+    ];
+    for (success, failed, good_at, bad_at) in cases {
+        let mut ingest = json!({"table": "orders"});
+        if let Some(dir) = success {
+            ingest["success_dir"] = json!(dir);
+        }
+        if let Some(dir) = failed {
+            ingest["failed_dir"] = json!(dir);
+        }
+        let w = world(ingest);
+        w.drop_file("incoming/good.csv", GOOD_CSV);
+        w.drop_file("incoming/bad.csv", "");
+        let good = finished(w.deliver("incoming/good.csv").await.unwrap());
+        let bad = finished(w.deliver("incoming/bad.csv").await.unwrap());
+        let context = format!("{success:?} {failed:?}");
+        assert_eq!(good.status, FileStatus::Succeeded, "{context}");
+        assert_eq!(good.rows_loaded, 3, "{context}");
+        assert_eq!(bad.status, FileStatus::Failed, "{context}");
+        assert_eq!(
+            bad.error.as_ref().unwrap().reason,
+            "unreadable_file",
+            "{context}"
+        );
+        assert!(
+            bad.error.as_ref().unwrap().message.contains("empty"),
+            "{context}: {:?}",
+            bad.error
+        );
+        let mut want: Vec<String> = good_at.into_iter().map(str::to_owned).collect();
+        want.push(bad_at.to_owned());
+        want.sort();
+        assert_eq!(w.keys(), want, "{context}");
+        if let Some(at) = good_at {
+            assert_eq!(w.body(at), GOOD_CSV, "{context}");
+        }
+        assert_eq!(w.lake_ids(), vec![1, 2, 3], "{context}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_late_and_concurrent_deliveries_load_one_part() {
+    let w = world(json!({"table": "orders", "success_dir": "done/"}));
+    w.drop_file("incoming/a.csv", GOOD_CSV);
+    let (first, second) = tokio::join!(w.deliver("incoming/a.csv"), w.deliver("incoming/a.csv"));
+    let outcomes = [first.unwrap(), second.unwrap()];
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|h| matches!(h, Handled::Finished(_)))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    // A late duplicate, with and without the ETag the notification carried.
+    let e_tag = w.only_file().file.etag.clone();
+    assert_eq!(w.deliver("incoming/a.csv").await.unwrap(), Handled::Gone);
+    let late = FoundObject {
+        e_tag: Some(e_tag),
+        ..found("incoming/a.csv")
+    };
+    assert_eq!(w.service.handle(&late).await.unwrap(), Handled::Gone);
+    assert_eq!(w.parts(), 1);
+    assert_eq!(w.lake_ids(), vec![1, 2, 3]);
+    assert_eq!(w.keys(), vec!["done/a.csv"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reupload_with_new_content_is_a_new_file() {
+    let w = world(json!({"table": "orders"}));
+    w.drop_file("incoming/a.csv", GOOD_CSV);
+    finished(w.deliver("incoming/a.csv").await.unwrap());
+    w.drop_file("incoming/a.csv", "id,name\n4,dee\n");
+    finished(w.deliver("incoming/a.csv").await.unwrap());
+    assert_eq!(w.lake_ids(), vec![1, 2, 3, 4]);
+    assert_eq!(w.service.ledger().files().len(), 2);
+    assert!(w.keys().is_empty());
+}
+
+/// Where a delivery can die, and how the next one must finish.
+#[derive(Debug, Clone, Copy)]
+enum Crash {
+    /// Staging the first part fails (after the claim, before any lake write).
+    BeforeLakeWrite,
+    /// The commit is applied, its answer lost.
+    LakeCommitAnswer,
+    /// The ledger stops accepting writes after the claim and the counts: the lake commit
+    /// happened, the verdict was not recorded.
+    AfterCommitBeforeVerdict,
+    /// The copy to the success folder fails.
+    Copy,
+    /// The copy is made, the delete of the source fails.
+    Delete,
+    /// Everything is done in S3, the final ledger write fails.
+    FinalRecord,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_any_two_steps_loads_once_and_moves_once() {
+    for crash in [
+        Crash::BeforeLakeWrite,
+        Crash::LakeCommitAnswer,
+        Crash::AfterCommitBeforeVerdict,
+        Crash::Copy,
+        Crash::Delete,
+        Crash::FinalRecord,
+    ] {
+        let w = world(json!({"table": "orders", "success_dir": "done/"}));
+        let key = "incoming/2026/orders 1+2 %2B ü.csv";
+        w.drop_file(key, GOOD_CSV);
+        match crash {
+            Crash::BeforeLakeWrite => w.lake.fail_stages(1),
+            Crash::LakeCommitAnswer => w.lake.lose_commit_answers(1),
+            // Claim, counts: then the writes fail.
+            Crash::AfterCommitBeforeVerdict => w.service.ledger().fail_writes_after(2),
+            Crash::Copy => w.storage.fail_times(Op::Copy, "done/", Fault::SlowDown, 1),
+            Crash::Delete => w
+                .storage
+                .fail_times(Op::Delete, "incoming/", Fault::SlowDown, 1),
+            // Claim, counts, verdict: then the final write fails.
+            Crash::FinalRecord => w.service.ledger().fail_writes_after(3),
+        }
+        let first = w.deliver(key).await;
+        assert!(first.is_err(), "{crash:?}: {first:?}");
+        w.service.ledger().heal();
+        w.lapse_leases();
+        let second = w.deliver(key).await.unwrap();
+        let file = match second {
+            Handled::Finished(file) => *file,
+            // The final write failed after the source was deleted: the notification's
+            // ETag finds the record and finishes it.
+            Handled::Gone => {
+                let e_tag = w.only_file().file.etag.clone();
+                let late = FoundObject {
+                    e_tag: Some(e_tag),
+                    ..found(key)
+                };
+                finished(w.service.handle(&late).await.unwrap())
+            }
+            other => panic!("{crash:?}: {other:?}"),
+        };
+        assert_eq!(file.status, FileStatus::Succeeded, "{crash:?}: {file:?}");
+        assert_eq!(file.rows_loaded, 3, "{crash:?}");
+        assert_eq!(w.parts(), 1, "{crash:?}");
+        assert_eq!(w.lake_ids(), vec![1, 2, 3], "{crash:?}");
+        assert_eq!(
+            w.keys(),
+            vec!["done/2026/orders 1+2 %2B ü.csv"],
+            "{crash:?}"
+        );
+        assert_eq!(
+            w.body("done/2026/orders 1+2 %2B ü.csv"),
+            GOOD_CSV,
+            "{crash:?}"
+        );
+        // Nothing more happens on yet another delivery.
+        let again = FoundObject {
+            e_tag: Some(file.file.etag.clone()),
+            ..found(key)
+        };
+        assert!(
+            matches!(
+                w.service.handle(&again).await.unwrap(),
+                Handled::Gone | Handled::Duplicate(_)
+            ),
+            "{crash:?}"
+        );
+        assert_eq!(w.parts(), 1, "{crash:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_claim_makes_a_second_delivery_a_duplicate() {
+    let w = world(json!({"table": "orders"}));
+    w.drop_file("incoming/a.csv", GOOD_CSV);
+    w.service.ledger().fail_writes_after(2);
+    assert!(w.deliver("incoming/a.csv").await.is_err());
+    w.service.ledger().heal();
+    // The first holder's lease is live: it may still be working.
+    assert_eq!(
+        w.deliver("incoming/a.csv").await.unwrap(),
+        Handled::Duplicate(FileStatus::Processing)
+    );
+    w.lapse_leases();
+    finished(w.deliver("incoming/a.csv").await.unwrap());
+    assert_eq!(w.lake_ids(), vec![1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_rows_within_the_policy_load_the_rest_and_go_to_the_sidecar() {
+    let w =
+        world(json!({"table": "orders", "success_dir": "done/", "reject": {"max_bad_rows": 1}}));
+    w.drop_file("incoming/a.csv", ONE_BAD_ROW_CSV);
+    let file = finished(w.deliver("incoming/a.csv").await.unwrap());
+    assert_eq!(file.status, FileStatus::Succeeded);
+    assert_eq!((file.rows_loaded, file.rows_rejected), (2, 1));
+    assert_eq!(file.sidecar_key.as_deref(), Some("done/a.csv.errors.jsonl"));
+    assert_eq!(w.lake_ids(), vec![1, 3]);
+    let sidecar: Vec<serde_json::Value> = w
+        .body("done/a.csv.errors.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(sidecar.len(), 1);
+    assert_eq!(sidecar[0]["line"], 3);
+    assert!(
+        sidecar[0]["reason"].as_str().unwrap().contains("fields"),
+        "{sidecar:?}"
+    );
+    assert_eq!(sidecar[0]["raw"], "2,bob,extra");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_bad_rows_fail_the_file_and_load_nothing_of_it() {
+    let w = world(json!({"table": "orders", "failed_dir": "failed/"}));
+    w.drop_file("incoming/a.csv", ONE_BAD_ROW_CSV);
+    let file = finished(w.deliver("incoming/a.csv").await.unwrap());
+    assert_eq!(file.status, FileStatus::Failed);
+    let error = file.error.clone().unwrap();
+    assert_eq!(error.reason, "too_many_bad_rows");
+    assert!(error.remediation.contains("ingest.reject"), "{error:?}");
+    assert_eq!(file.rows_loaded, 0);
+    assert_eq!(w.parts(), 0);
+    assert_eq!(w.keys(), vec!["failed/a.csv", "failed/a.csv.errors.jsonl"]);
+    // Percent policies: 1 of 3 is 33 %.
+    for (percent, status) in [(30.0, FileStatus::Failed), (40.0, FileStatus::Succeeded)] {
+        let w = world(json!({"table": "orders", "reject": {"max_bad_percent": percent}}));
+        w.drop_file("incoming/a.csv", ONE_BAD_ROW_CSV);
+        let file = finished(w.deliver("incoming/a.csv").await.unwrap());
+        assert_eq!(file.status, status, "{percent}");
+        // Without folders the sidecar sits beside the source key.
+        assert_eq!(
+            file.sidecar_key.as_deref(),
+            Some("incoming/a.csv.errors.jsonl")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_files_fail_with_a_reason_and_leave_nothing_in_the_lake() {
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gzip, GOOD_CSV.repeat(50).as_bytes()).unwrap();
+    let gzip = gzip.finish().unwrap();
+    let truncated = gzip[..gzip.len() / 2].to_vec();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.csv", Vec::new(), "empty"),
+        ("header.csv", b"id,name\n".to_vec(), "no data rows"),
+        (
+            "binary.csv",
+            b"\x00\x01\x02\x03binary\x00".to_vec(),
+            "binary",
+        ),
+        ("cut.csv.gz", truncated, "gzip"),
+        (
+            "ragged.csv",
+            b"id,name\n1,ann,extra\n".to_vec(),
+            "too_many_bad_rows",
+        ),
+        (
+            "utf8.csv",
+            b"id,name\n1,\xff\xfe\n".to_vec(),
+            "too_many_bad_rows",
+        ),
+    ];
+    for (name, body, expected) in cases {
+        let w = world(json!({"table": "orders"}));
+        let key = format!("incoming/{name}");
+        w.storage.put_object(BUCKET, &key, &body);
+        let file = finished(w.deliver(&key).await.unwrap());
+        assert_eq!(file.status, FileStatus::Failed, "{name}");
+        let error = file.error.unwrap();
+        assert!(
+            error.reason == expected || error.message.contains(expected),
+            "{name}: {error:?}"
+        );
+        assert!(!error.remediation.is_empty(), "{name}");
+        assert_eq!(w.parts(), 0, "{name}");
+        // No failed folder: the bad file stays where it is.
+        assert!(w.keys().contains(&key), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_keeps_failing_is_quarantined_and_not_tried_again() {
+    let w = world(json!({"table": "orders"}));
+    w.drop_file("incoming/a.csv", GOOD_CSV);
+    w.storage.fail(Op::Get, "incoming/", Fault::AccessDenied);
+    for attempt in 1..=3 {
+        let e = w.deliver("incoming/a.csv").await.unwrap_err();
+        assert!(matches!(e, IngestError::Refused(_)), "{attempt}: {e:?}");
+        let file = w.only_file();
+        assert_eq!(
+            (file.status, file.attempts),
+            (FileStatus::Retrying, attempt)
+        );
+        let error = file.error.unwrap();
+        assert_eq!(error.reason, "access_denied");
+        assert!(error.remediation.contains("s3:GetObject"), "{error:?}");
+    }
+    let file = finished(w.deliver("incoming/a.csv").await.unwrap());
+    assert_eq!(file.status, FileStatus::Quarantined);
+    assert!(file.error.unwrap().remediation.contains("s3:GetObject"));
+    assert_eq!(
+        w.deliver("incoming/a.csv").await.unwrap(),
+        Handled::Duplicate(FileStatus::Quarantined)
+    );
+    assert!(w.keys().contains(&"incoming/a.csv".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_read_is_retried_and_then_loads() {
+    let w = world(json!({"table": "orders"}));
+    w.drop_file("incoming/a.csv", GOOD_CSV);
+    w.storage
+        .fail_times(Op::Get, "incoming/", Fault::SlowDown, 1);
+    let e = w.deliver("incoming/a.csv").await.unwrap_err();
+    assert!(matches!(e, IngestError::Aws(_)), "{e:?}");
+    assert_eq!(w.only_file().status, FileStatus::Retrying);
+    assert_eq!(w.parts(), 0);
+    let file = finished(w.deliver("incoming/a.csv").await.unwrap());
+    assert_eq!((file.status, file.attempts), (FileStatus::Succeeded, 2));
+    assert!(file.error.is_none());
+    assert_eq!(w.lake_ids(), vec![1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_users_write_load_and_move_keeping_their_path() {
+    for key in [
+        "incoming/a b.csv",
+        "incoming/a+b.csv",
+        "incoming/a%2Bb.csv",
+        "incoming/données/日本 ü.csv",
+        "incoming/deep/er/x.csv",
+    ] {
+        let w = world(json!({"table": "orders", "success_dir": "archive/"}));
+        w.drop_file(key, GOOD_CSV);
+        let file = finished(w.deliver(key).await.unwrap());
+        let target = key.replacen("incoming/", "archive/", 1);
+        assert_eq!(
+            file.placement,
+            Some(Placement::Move {
+                key: target.clone()
+            }),
+            "{key}"
+        );
+        assert_eq!(w.keys(), vec![target], "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_keeps_metadata_and_encryption() {
+    let w = world(json!({"table": "orders", "success_dir": "done/"}));
+    let options = WriteOptions {
+        encryption: Some(Encryption {
+            sse: SseMode::AwsKms,
+            kms_key_id: Some("arn:aws:kms:us-east-1:111111111111:key/k1".into()),
+        }),
+        content_type: Some("text/csv".into()),
+        metadata: BTreeMap::from([("source".to_owned(), "erp".to_owned())]),
+        ..WriteOptions::default()
+    };
+    w.storage.put_object_with(
+        BUCKET,
+        "incoming/a.csv",
+        GOOD_CSV.as_bytes(),
+        options.clone(),
+    );
+    finished(w.deliver("incoming/a.csv").await.unwrap());
+    let moved = &w.storage.bucket(BUCKET).unwrap().objects["done/a.csv"];
+    assert_eq!(moved.options.encryption, options.encryption);
+    assert_eq!(moved.options.metadata, options.metadata);
+    assert_eq!(moved.options.content_type.as_deref(), Some("text/csv"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_file_becomes_several_parts_committed_together() {
+    let settings = IngestSettings {
+        part_bytes: 16 * 1024,
+        ..IngestSettings::default()
+    };
+    let w = world_with(ingest_connector(json!({"table": "orders"})), settings);
+    let mut csv = String::from("id,name\n");
+    for i in 0..200_000 {
+        csv.push_str(&format!("{i},name-{}\n", i * 7919 % 100_003));
+    }
+    w.drop_file("incoming/big.csv", &csv);
+    let file = finished(w.deliver("incoming/big.csv").await.unwrap());
+    assert_eq!(file.rows_loaded, 200_000);
+    let Some(Verdict::Loaded { parts }) = &file.verdict else {
+        panic!("{file:?}")
+    };
+    assert!(parts.len() > 3, "{parts:?}");
+    assert_eq!(parts.len(), w.parts());
+    let ids = w.lake_ids();
+    assert_eq!(ids.len(), 200_000);
+    assert!(ids.iter().enumerate().all(|(i, id)| *id == i as i64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn later_files_add_columns_and_incompatible_types_are_refused() {
+    let w = world(json!({"table": "orders"}));
+    w.drop_file("incoming/1.csv", GOOD_CSV);
+    finished(w.deliver("incoming/1.csv").await.unwrap());
+    w.drop_file("incoming/2.csv", "name,id,note\ndee,4,new\n");
+    let second = finished(w.deliver("incoming/2.csv").await.unwrap());
+    assert_eq!(second.status, FileStatus::Succeeded);
+    let schema = w
+        .lake
+        .table_schema("acme", "orders")
+        .await
+        .unwrap()
+        .unwrap();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["id", "name", "note"]);
+    let last = w.lake.all_batches("acme", "orders").pop().unwrap();
+    let note = last.column_by_name("note").unwrap();
+    let note = note.as_any().downcast_ref::<StringArray>().unwrap();
+    assert_eq!(note.value(0), "new");
+    w.drop_file("incoming/3.csv", "id,name\nabc,eve\ndef,fay\n");
+    let third = finished(w.deliver("incoming/3.csv").await.unwrap());
+    assert_eq!(third.status, FileStatus::Failed);
+    let error = third.error.unwrap();
+    assert!(error.message.contains("\"id\""), "{error:?}");
+    assert_eq!(w.lake_ids(), vec![1, 2, 3, 4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_no_active_connector_takes_are_ignored() {
+    let w = world(json!({"table": "orders", "success_dir": "done/"}));
+    for key in [
+        "elsewhere/a.csv",
+        "incoming/",
+        "incoming/a.csv.errors.jsonl",
+        "done/a.csv",
+    ] {
+        w.drop_file(key, GOOD_CSV);
+        assert!(
+            matches!(w.deliver(key).await.unwrap(), Handled::Ignored(_)),
+            "{key}"
+        );
+    }
+    let other = FoundObject {
+        bucket: "someone-elses".into(),
+        ..found("incoming/a.csv")
+    };
+    assert!(matches!(
+        w.service.handle(&other).await.unwrap(),
+        Handled::Ignored(_)
+    ));
+    let mut paused = w.connector.clone();
+    paused.status = ConnectorStatus::NeedsAttention;
+    let w = world_with(paused, IngestSettings::default());
+    w.drop_file("incoming/a.csv", GOOD_CSV);
+    match w.deliver("incoming/a.csv").await.unwrap() {
+        Handled::Ignored(reason) => assert!(reason.contains("poll"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.parts(), 0);
+    assert!(w.service.ledger().files().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_stops_listing_rows_at_its_limit() {
+    let settings = IngestSettings {
+        sidecar_rows: 2,
+        ..IngestSettings::default()
+    };
+    let connector =
+        ingest_connector(json!({"table": "orders", "reject": {"max_bad_percent": 100}}));
+    let w = world_with(connector, settings);
+    w.drop_file("incoming/a.csv", "id,name\n1,a\n2,b,x\n3,c,x\n4,d,x\n");
+    let file = finished(w.deliver("incoming/a.csv").await.unwrap());
+    assert_eq!((file.rows_loaded, file.rows_rejected), (1, 3));
+    let lines: Vec<serde_json::Value> = w
+        .body("incoming/a.csv.errors.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[2]["more_bad_rows"], 1);
+}
