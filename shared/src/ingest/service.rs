@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::connector_bucket::{BucketRefusal, bucket_refusal, open_bucket};
 use crate::credentials::CredentialBroker;
-use crate::domain::connector::{AuthMode, Connector, ConnectorStatus, IngestOptions};
+use crate::domain::connector::{AuthMode, Connector, ConnectorStatus, IngestOptions, poll_shards};
 use crate::domain::export::run::RunError;
 use crate::domain::ingest::file::{
     Delivery, FILE_LEASE_SECONDS, FileIdentity, FileStatus, IngestFile, Intake, Placement, Verdict,
@@ -60,6 +60,24 @@ impl Default for IngestSettings {
             copy_part_bytes: 512 * 1024 * 1024,
         }
     }
+}
+
+/// Ingest connectors read per `poll#n` shard and poll.
+const POLL_CONNECTORS_PER_SHARD: u32 = 1000;
+/// Objects listed per connector and poll: a prefix holding more is listed further next time
+/// only once files leave it (moved or deleted), so bad files that stay must be few.
+const POLL_OBJECTS_PER_CONNECTOR: usize = 10_000;
+
+/// What a poll of the source prefixes did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PollReport {
+    pub connectors: u32,
+    /// Files this poll decided and placed.
+    pub files: u32,
+    /// Files found after the time budget, for the next poll.
+    pub left_for_next_poll: u32,
+    /// What failed (a connector's listing, a file), to be tried again next time.
+    pub failed: Vec<String>,
 }
 
 /// A file some intake path announced.
@@ -259,6 +277,105 @@ where
                 found.bucket, found.key
             )));
         };
+        self.handle_for(connector, found).await
+    }
+
+    /// Lists every active ingest connector's source prefix and ingests the files no
+    /// notification brought (or whose notification was lost): files the ledger has decided are
+    /// skipped with one read, the rest go the way of a notification, so a file seen both ways
+    /// loads once. Starts no new file after `until`; the rest wait for the next poll.
+    pub async fn poll(&self, until: Option<Instant>) -> Result<PollReport, IngestError> {
+        let mut report = PollReport::default();
+        for shard in poll_shards() {
+            for (tenant, id) in self
+                .connectors
+                .due(&shard, i64::MAX, POLL_CONNECTORS_PER_SHARD)
+                .await?
+            {
+                let Some(connector) = self.connectors.get(&tenant, &id).await? else {
+                    continue;
+                };
+                if connector.status != ConnectorStatus::Active
+                    || connector.ingest_options().is_none()
+                {
+                    continue;
+                }
+                report.connectors += 1;
+                if let Err(e) = self.poll_connector(&connector, until, &mut report).await {
+                    tracing::warn!(connector_id = %connector.connector_id, error = %e, "poll of the source prefix failed");
+                    report
+                        .failed
+                        .push(format!("{}: {e}", connector.connector_id));
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn poll_connector(
+        &self,
+        connector: &Connector,
+        until: Option<Instant>,
+        report: &mut PollReport,
+    ) -> Result<(), IngestError> {
+        let store = open_bucket(&self.broker, &self.storage, connector).await?;
+        let mut continuation: Option<String> = None;
+        let mut listed = 0;
+        loop {
+            let page = store
+                .list(&connector.prefix, 1000, continuation.as_deref())
+                .await
+                .map_err(|e| {
+                    IngestError::from(bucket_refusal(
+                        connector,
+                        e,
+                        "s3:ListBucket",
+                        &connector.prefix,
+                        "listing the source prefix",
+                    ))
+                })?;
+            for object in page.objects {
+                listed += 1;
+                if crate::domain::ingest::file::ingestible(connector, &object.key).is_err() {
+                    continue;
+                }
+                let Some(e_tag) = object.e_tag else { continue };
+                let identity = FileIdentity::new(&connector.bucket, &object.key, &e_tag);
+                let known = self.ledger.get(&identity.object_id()).await?;
+                if known.as_ref().is_some_and(|f| f.status.is_final()) {
+                    continue;
+                }
+                if until.is_some_and(|until| Instant::now() >= until) {
+                    report.left_for_next_poll += 1;
+                    continue;
+                }
+                let found = FoundObject {
+                    bucket: connector.bucket.clone(),
+                    key: object.key.clone(),
+                    e_tag: Some(e_tag),
+                    intake: Intake::Poll,
+                };
+                match self.handle_for(connector, &found).await {
+                    Ok(Handled::Finished(_)) => report.files += 1,
+                    Ok(_) => {}
+                    Err(e) => report
+                        .failed
+                        .push(format!("s3://{}/{}: {e}", connector.bucket, object.key)),
+                }
+            }
+            continuation = page.continuation;
+            if continuation.is_none() || listed >= POLL_OBJECTS_PER_CONNECTOR {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The delivery of `found` to the connector routed for it.
+    async fn handle_for(
+        &self,
+        connector: &Connector,
+        found: &FoundObject,
+    ) -> Result<Handled, IngestError> {
         if connector.status != ConnectorStatus::Active {
             return Ok(Handled::Ignored(format!(
                 "connector {} is {}: its files are picked up by the poll once it validates",

@@ -509,8 +509,8 @@ pub struct IngestOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_dir: Option<String>,
     /// How many bad rows a file may have and still load (items written before it existed:
-    /// none).
-    #[serde(default)]
+    /// none). Stored only when it is not the default, so items keep their shape.
+    #[serde(default, skip_serializing_if = "RejectPolicy::is_default")]
     pub reject: RejectPolicy,
 }
 
@@ -535,6 +535,10 @@ impl Default for RejectPolicy {
 }
 
 impl RejectPolicy {
+    pub fn is_default(&self) -> bool {
+        *self == RejectPolicy::default()
+    }
+
     /// Whether a file of `total` data rows with `bad` of them refused may load.
     pub fn accepts(self, bad: u64, total: u64) -> bool {
         match self {
@@ -903,17 +907,24 @@ impl Connector {
     }
 
     /// Keeps the sparse `by-due` index attributes in step with status and schedule: only active
-    /// export connectors with a next run are visible to the scheduler.
+    /// export connectors with a next run are visible to the scheduler (`due#n` shards), and
+    /// active ingest connectors to the poll of source prefixes (`poll#n` shards, always due),
+    /// which the scheduler never queries.
     pub fn refresh_due_index(&mut self) {
-        let schedulable = self.direction() == Direction::Export
-            && self.status == ConnectorStatus::Active
-            && self.next_run_at.is_some();
-        if schedulable {
-            self.due_shard = Some(due_shard_for(&self.connector_id));
-            self.due_at = self.next_run_at.map(|t| t.timestamp());
-        } else {
-            self.due_shard = None;
-            self.due_at = None;
+        let active = self.status == ConnectorStatus::Active;
+        match self.direction() {
+            Direction::Export if active && self.next_run_at.is_some() => {
+                self.due_shard = Some(due_shard_for(&self.connector_id));
+                self.due_at = self.next_run_at.map(|t| t.timestamp());
+            }
+            Direction::Ingest if active => {
+                self.due_shard = Some(poll_shard_for(&self.connector_id));
+                self.due_at = Some(0);
+            }
+            _ => {
+                self.due_shard = None;
+                self.due_at = None;
+            }
         }
     }
 
@@ -952,12 +963,26 @@ impl Connector {
 
 /// Stable shard of a connector id (FNV-1a, so it never changes between releases).
 pub fn due_shard_for(connector_id: &str) -> String {
+    due_shard_name(shard_number(connector_id))
+}
+
+/// The `by-due` shard of an active ingest connector (see `Connector::refresh_due_index`).
+pub fn poll_shard_for(connector_id: &str) -> String {
+    format!("poll#{}", shard_number(connector_id))
+}
+
+/// Every ingest connector's `by-due` partition, for the poll of source prefixes.
+pub fn poll_shards() -> impl Iterator<Item = String> {
+    (0..DUE_SHARDS).map(|n| format!("poll#{n}"))
+}
+
+fn shard_number(connector_id: &str) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
     for byte in connector_id.bytes() {
         hash ^= u32::from(byte);
         hash = hash.wrapping_mul(0x0100_0193);
     }
-    due_shard_name(hash % DUE_SHARDS)
+    hash % DUE_SHARDS
 }
 
 /// Every `by-due` partition, for the scheduler's tick.
@@ -986,6 +1011,9 @@ mod tests {
         // Pinned: changing the hash would strand scheduled connectors in old shards.
         // (values computed independently with FNV-1a 32-bit)
         assert_eq!(due_shard_for("con_example"), "due#2");
+        assert_eq!(poll_shard_for("con_example"), "poll#2");
+        assert!(poll_shards().any(|s| s == poll_shard_for("con_x")));
+        assert!(!due_shards().any(|s| s == poll_shard_for("con_x")));
         assert_eq!(
             due_shard_for("con_01a208edb40c7605a1176af7caf9be8f"),
             "due#2"

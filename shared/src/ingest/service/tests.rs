@@ -59,7 +59,8 @@ fn world_with(connector: Connector, settings: IngestSettings) -> World {
     );
     let storage = MemoryStorage::new().with_bucket(BUCKET, "us-east-1");
     let connectors = MemoryConnectorStore::default();
-    let stored = connector.clone();
+    let mut stored = connector.clone();
+    stored.refresh_due_index();
     connectors.seed(move |state| {
         state.connectors.insert(
             (stored.tenant_id.clone(), stored.connector_id.clone()),
@@ -659,4 +660,40 @@ async fn a_sidecar_stops_listing_rows_at_its_limit() {
         .collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[2]["more_bad_rows"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poll_loads_what_no_notification_brought_and_nothing_twice() {
+    let w = world(json!({"table": "orders", "success_dir": "done/"}));
+    w.drop_file("incoming/notified.csv", GOOD_CSV);
+    finished(w.deliver("incoming/notified.csv").await.unwrap());
+    w.drop_file("incoming/missed.csv", "id,name\n4,dee\n");
+    w.drop_file("incoming/bad.csv", "");
+    w.drop_file("incoming/sub/", "");
+    let report = w.service.poll(None).await.unwrap();
+    assert_eq!((report.connectors, report.files), (1, 2), "{report:?}");
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(w.lake_ids(), vec![1, 2, 3, 4]);
+    // The bad file stays (no failed folder) and is not tried again by the next poll; the
+    // notification of the missed file, arriving late, finds it gone.
+    let again = w.service.poll(None).await.unwrap();
+    assert_eq!(again.files, 0, "{again:?}");
+    assert_eq!(
+        w.deliver("incoming/missed.csv").await.unwrap(),
+        Handled::Gone
+    );
+    assert_eq!(w.parts(), 2);
+    assert_eq!(
+        w.keys(),
+        vec![
+            "done/missed.csv",
+            "done/notified.csv",
+            "incoming/bad.csv",
+            "incoming/sub/"
+        ]
+    );
+    // Past its time budget a poll starts nothing and says what it left.
+    w.drop_file("incoming/later.csv", "id,name\n5,eve\n");
+    let late = w.service.poll(Some(Instant::now())).await.unwrap();
+    assert_eq!((late.files, late.left_for_next_poll), (0, 1), "{late:?}");
 }
