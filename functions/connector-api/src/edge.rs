@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Body, LambdaEvent, Request, RequestExt, Response};
 use serde_json::{Map, Value, json};
-use shared::ports::{ConnectorStore, RunClaims, RunQueue, RunStore, SecretStore};
+use shared::ports::{ConnectorStore, IngestLedger, RunClaims, RunQueue, RunStore, SecretStore};
 use shared::validation::Validate;
 
 use crate::handler::{ApiError, App};
@@ -19,8 +19,9 @@ pub async fn invoke<
     V: Validate,
     R: RunStore + RunClaims,
     Q: RunQueue,
+    F: IngestLedger,
 >(
-    app: &App<S, K, V, R, Q>,
+    app: &App<S, K, V, R, Q, F>,
     event: LambdaEvent<Value>,
 ) -> Result<Value, lambda_http::Error> {
     let LambdaEvent { payload, context } = event;

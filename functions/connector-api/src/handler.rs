@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use shared::connectors::{ConnectorService, ServiceError};
 use shared::domain::connector::field::FieldError;
 use shared::error::{SecretError, StoreError};
-use shared::ports::{ConnectorStore, RunClaims, RunQueue, RunStore, SecretStore};
+use shared::ports::{ConnectorStore, IngestLedger, RunClaims, RunQueue, RunStore, SecretStore};
 use shared::validation::Validate;
 
 use crate::routes::{self, Action};
@@ -21,11 +21,13 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_PAGE_SIZE: u32 = 25;
 pub const MAX_PAGE_SIZE: u32 = 100;
 
-pub struct App<S, K, V, R, Q> {
+pub struct App<S, K, V, R, Q, F> {
     service: ConnectorService<S, K>,
     validator: V,
     runs: R,
     queue: Q,
+    /// The ingest ledger, for `GET /connectors/{id}/files`.
+    files: F,
     tenant_claim: String,
     /// Unfinished runs a tenant may have at once (`TENANT_RUN_CAP`).
     tenant_run_cap: u32,
@@ -185,14 +187,21 @@ fn with_etag(mut response: Response<Body>, version: u64) -> Response<Body> {
     response
 }
 
-impl<S: ConnectorStore, K: SecretStore, V: Validate, R: RunStore + RunClaims, Q: RunQueue>
-    App<S, K, V, R, Q>
+impl<
+    S: ConnectorStore,
+    K: SecretStore,
+    V: Validate,
+    R: RunStore + RunClaims,
+    Q: RunQueue,
+    F: IngestLedger,
+> App<S, K, V, R, Q, F>
 {
     pub fn new(
         service: ConnectorService<S, K>,
         validator: V,
         runs: R,
         queue: Q,
+        files: F,
         tenant_claim: String,
     ) -> Self {
         Self {
@@ -200,6 +209,7 @@ impl<S: ConnectorStore, K: SecretStore, V: Validate, R: RunStore + RunClaims, Q:
             validator,
             runs,
             queue,
+            files,
             tenant_claim,
             tenant_run_cap: shared::config::DEFAULT_TENANT_RUN_CAP,
         }
@@ -345,6 +355,12 @@ impl<S: ConnectorStore, K: SecretStore, V: Validate, R: RunStore + RunClaims, Q:
             }
             Action::GetRun => self.get_run(&tenant, id, &run_id).await,
             Action::RetryRun => self.retry_run(&tenant, id, &run_id).await,
+            Action::ListFiles => {
+                let (limit, after) = list_params(&request, files::is_file_token)?;
+                let status = files::status_param(&request)?;
+                self.list_files(&tenant, id, status, limit, after.as_deref())
+                    .await
+            }
         }
     }
 }
@@ -508,6 +524,7 @@ fn is_connector_id(id: &str) -> bool {
     })
 }
 
+mod files;
 mod runs;
 use runs::{is_run_id, run_not_found};
 

@@ -3,6 +3,7 @@
 use lambda_http::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use shared::adapters::dynamodb::DynamoConnectorStore;
+use shared::adapters::ledger::DynamoIngestLedger;
 use shared::adapters::runs::DynamoRunStore;
 use shared::adapters::s3::S3Storage;
 use shared::adapters::secrets_manager::SecretsManagerStore;
@@ -44,11 +45,16 @@ async fn main() -> Result<(), Error> {
     );
     let runs = DynamoRunStore::new(shared::aws::dynamodb_client(&sdk), &settings.runs_table);
     let queue = SqsRunQueue::new(shared::aws::sqs_client(&sdk), &settings.export_queue_url);
+    let files = DynamoIngestLedger::new(
+        shared::aws::dynamodb_client(&sdk),
+        &settings.ingest_ledger_table,
+    );
     let app = handler::App::new(
         service,
         validator,
         runs,
         queue,
+        files,
         settings.tenant_claim.clone(),
     )
     .with_tenant_run_cap(settings.tenant_run_cap);

@@ -21,6 +21,7 @@ pub enum Action {
     ListRuns,
     GetRun,
     RetryRun,
+    ListFiles,
 }
 
 /// (method, path template, action). Templates use `{id}` like API Gateway and OpenAPI.
@@ -48,6 +49,7 @@ pub const ROUTES: &[(Method, &str, Action)] = &[
         "/connectors/{id}/runs/{run_id}/retry",
         Action::RetryRun,
     ),
+    (Method::GET, "/connectors/{id}/files", Action::ListFiles),
 ];
 
 /// The path parameter that carries the connector id.

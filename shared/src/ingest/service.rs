@@ -80,6 +80,20 @@ pub struct PollReport {
     pub failed: Vec<String>,
 }
 
+/// What the s3-ingest handler needs of the service (a narrow trait, so the handler's tests
+/// can count deliveries without AWS).
+pub trait IngestFiles: Send + Sync {
+    fn ingest(
+        &self,
+        found: &FoundObject,
+    ) -> impl std::future::Future<Output = Result<Handled, IngestError>> + Send;
+
+    fn poll_prefixes(
+        &self,
+        until: Option<Instant>,
+    ) -> impl std::future::Future<Output = Result<PollReport, IngestError>> + Send;
+}
+
 /// A file some intake path announced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundObject {
@@ -1036,6 +1050,25 @@ where
             first = last + 1;
         }
         store.complete_upload(target, &upload_id, &parts).await
+    }
+}
+
+impl<L, G, C, T, K, S> IngestFiles for IngestService<L, G, C, T, K, S>
+where
+    L: Lake + 'static,
+    G: IngestLedger,
+    C: ConnectorStore,
+    T: SecurityTokenService + 'static,
+    K: SecretStore + 'static,
+    S: CustomerStorage,
+    S::Store: 'static,
+{
+    async fn ingest(&self, found: &FoundObject) -> Result<Handled, IngestError> {
+        self.handle(found).await
+    }
+
+    async fn poll_prefixes(&self, until: Option<Instant>) -> Result<PollReport, IngestError> {
+        self.poll(until).await
     }
 }
 

@@ -10,7 +10,9 @@ use shared::adapters::runs::new_run_id;
 use shared::domain::connector::{Connector, ConnectorStatus, Direction};
 use shared::domain::export::run::{Run, RunError, RunMessage, RunStatus, RunTrigger};
 use shared::error::{AwsCallError, StoreError};
-use shared::ports::{ClaimOutcome, ConnectorStore, RunClaims, RunQueue, RunStore, SecretStore};
+use shared::ports::{
+    ClaimOutcome, ConnectorStore, IngestLedger, RunClaims, RunQueue, RunStore, SecretStore,
+};
 use shared::validation::Validate;
 
 use super::{ApiError, App, json_response};
@@ -28,7 +30,7 @@ fn status_name(status: ConnectorStatus) -> String {
 }
 
 /// The answer to a failed runs-table call: 503 when retrying helps, 500 otherwise.
-fn store_failure(e: StoreError) -> ApiError {
+pub(super) fn store_failure(e: StoreError) -> ApiError {
     match e {
         StoreError::Aws(aws) if aws.retryable => {
             tracing::warn!(error = %aws, "transient runs table failure");
@@ -63,11 +65,17 @@ fn run_response(status: StatusCode, run: &Run) -> Response<Body> {
     json_response(status, &RunView::from(run))
 }
 
-impl<S: ConnectorStore, K: SecretStore, V: Validate, R: RunStore + RunClaims, Q: RunQueue>
-    App<S, K, V, R, Q>
+impl<
+    S: ConnectorStore,
+    K: SecretStore,
+    V: Validate,
+    R: RunStore + RunClaims,
+    Q: RunQueue,
+    F: IngestLedger,
+> App<S, K, V, R, Q, F>
 {
     /// The tenant's connector (404 for another tenant's, as every route).
-    async fn connector(&self, tenant: &str, id: &str) -> Result<Connector, ApiError> {
+    pub(super) async fn connector(&self, tenant: &str, id: &str) -> Result<Connector, ApiError> {
         Ok(self.service.get(tenant, id).await?)
     }
 

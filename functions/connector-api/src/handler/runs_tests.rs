@@ -12,6 +12,7 @@ use shared::domain::export::run::{
 use shared::domain::setup::PlatformIdentity;
 use shared::domain::setup::checks::ValidationReport;
 use shared::error::{AwsCallError, StoreError};
+use shared::fakes::ledger::MemoryLedger;
 use shared::fakes::runs::{MemoryRunQueue, MemoryRunStore, RunOp};
 use shared::fakes::{MemoryConnectorStore, MemorySecretStore};
 
@@ -32,7 +33,14 @@ impl Validate for NoValidation {
 }
 
 type TestApp =
-    App<MemoryConnectorStore, MemorySecretStore, NoValidation, MemoryRunStore, MemoryRunQueue>;
+    App<
+        MemoryConnectorStore,
+        MemorySecretStore,
+        NoValidation,
+        MemoryRunStore,
+        MemoryRunQueue,
+        MemoryLedger,
+    >;
 
 fn connector(tenant: &str, id: &str, body: Value, status: ConnectorStatus) -> Connector {
     let mut c = domain::testing::stored_connector(body);
@@ -84,6 +92,7 @@ fn app() -> TestApp {
         NoValidation,
         MemoryRunStore::default(),
         MemoryRunQueue::default(),
+        MemoryLedger::new(),
         "tenant_id".into(),
     )
 }

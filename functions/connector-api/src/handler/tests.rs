@@ -28,6 +28,7 @@ fn app() -> App<
     impl shared::validation::Validate,
     shared::adapters::runs::DynamoRunStore,
     shared::adapters::sqs::SqsRunQueue,
+    shared::adapters::ledger::DynamoIngestLedger,
 > {
     let sdk = aws_config::SdkConfig::builder()
         .behavior_version(shared::aws::behavior_version())
@@ -65,6 +66,10 @@ fn app() -> App<
         shared::adapters::sqs::SqsRunQueue::new(
             shared::aws::sqs_client(&sdk),
             "http://127.0.0.1:9/123456789012/export",
+        ),
+        shared::adapters::ledger::DynamoIngestLedger::new(
+            shared::aws::dynamodb_client(&sdk),
+            "ledger",
         ),
         "tenant_id".into(),
     )

@@ -128,34 +128,6 @@ pub fn decode_s3_event_key(raw: &str) -> Result<String, NotificationError> {
         })
 }
 
-/// The identity under which a file's effect happens once (the ingest ledger key).
-///
-/// Bucket and key, plus the first of: the version id (versioned buckets), the ETag (unversioned
-/// buckets: a notification delivered twice, or an emulator's duplicate multipart event, maps to
-/// the same id; the ETag is kept unquoted, so an id built from `HeadObject` or `ListObjectsV2`
-/// matches), the sequencer. The version id `null` (objects written while versioning was off or
-/// suspended) is not unique to one write, so it counts as no version. With none of them the id is
-/// bucket and key alone.
-///
-/// The id is a JSON array, `["bucket","key","version"|"etag"|"sequencer","value"]` (or
-/// `["bucket","key"]`), so that no key, however odd, can collide with another id.
-pub fn ledger_id(obj: &ObjectCreated) -> String {
-    let version = obj.version_id.as_deref().filter(|v| *v != "null");
-    let basis = version
-        .map(|v| ("version", v))
-        .or_else(|| obj.etag.as_deref().map(|e| ("etag", e)))
-        .or_else(|| obj.sequencer.as_deref().map(|s| ("sequencer", s)));
-    let mut parts = vec![
-        Value::from(obj.bucket.as_str()),
-        Value::from(obj.key.as_str()),
-    ];
-    if let Some((kind, value)) = basis {
-        parts.push(Value::from(kind));
-        parts.push(Value::from(value));
-    }
-    Value::Array(parts).to_string()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Envelopes
 
@@ -902,63 +874,10 @@ mod tests {
         }
     }
 
-    fn object(
-        version_id: Option<&str>,
-        etag: Option<&str>,
-        sequencer: Option<&str>,
-    ) -> ObjectCreated {
-        ObjectCreated {
-            bucket: "acme-drop".into(),
-            key: "in/a b.csv".into(),
-            size: Some(1),
-            etag: etag.map(str::to_owned),
-            version_id: version_id.map(str::to_owned),
-            sequencer: sequencer.map(str::to_owned),
-            event_name: None,
-            event_time: None,
-            region: None,
-        }
-    }
-
+    /// The ledger's identity of a file is bucket, key and ETag (`file::FileIdentity`): every
+    /// envelope yields the same three.
     #[test]
-    fn ledger_id_cases() {
-        let cases = [
-            (
-                object(Some("v1"), Some("e1"), Some("s1")),
-                r#"["acme-drop","in/a b.csv","version","v1"]"#,
-            ),
-            (
-                object(Some("null"), Some("e1"), Some("s1")),
-                r#"["acme-drop","in/a b.csv","etag","e1"]"#,
-            ),
-            (
-                object(None, Some("e1-3"), Some("s1")),
-                r#"["acme-drop","in/a b.csv","etag","e1-3"]"#,
-            ),
-            (
-                object(None, None, Some("s1")),
-                r#"["acme-drop","in/a b.csv","sequencer","s1"]"#,
-            ),
-            (object(None, None, None), r#"["acme-drop","in/a b.csv"]"#),
-        ];
-        for (obj, want) in cases {
-            assert_eq!(ledger_id(&obj), want);
-        }
-    }
-
-    #[test]
-    fn ledger_ids_do_not_collide_on_odd_keys() {
-        let mut a = object(None, Some("e"), None);
-        a.key = r#"x","etag","e"#.into();
-        let mut b = object(None, Some("e"), None);
-        b.key = "x".into();
-        assert_ne!(ledger_id(&a), ledger_id(&b));
-        let parsed: Vec<String> = serde_json::from_str(&ledger_id(&a)).unwrap();
-        assert_eq!(parsed, vec!["acme-drop", r#"x","etag","e"#, "etag", "e"]);
-    }
-
-    #[test]
-    fn the_same_file_from_every_envelope_has_one_ledger_id() {
+    fn the_same_file_from_every_envelope_has_one_identity() {
         let put = records(vec![s3_record("ObjectCreated:Put", "in%2Fa+b.csv")]);
         let mut eb = eventbridge("Object Created", "in/a b.csv");
         eb["detail"]["object"]["etag"] = json!("d41d8cd98f00b204e9800998ecf8427e");
@@ -966,7 +885,15 @@ mod tests {
         let ids: Vec<String> = [put.clone(), sns(&put), eb]
             .iter()
             .map(|body| match parse_message(&body.to_string()) {
-                Ok(Notification::Objects(objects)) => ledger_id(&objects[0]),
+                Ok(Notification::Objects(objects)) => {
+                    let o = &objects[0];
+                    crate::ingest::file::FileIdentity::new(
+                        &o.bucket,
+                        &o.key,
+                        o.etag.as_deref().unwrap_or_default(),
+                    )
+                    .object_id()
+                }
                 other => panic!("{other:?}"),
             })
             .collect();
