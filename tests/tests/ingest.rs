@@ -19,7 +19,7 @@ use shared::adapters::ledger::DynamoIngestLedger;
 use shared::domain::ingest::file::{FileStatus, IngestFile};
 use shared::lake::Lake;
 use shared::ports::IngestLedger;
-use tests::{ActiveConnector, Customer, Stack, unique_tenant};
+use tests::{ActiveConnector, Call, Customer, Stack, unique_tenant};
 
 struct Ingesting {
     customer: Customer,
@@ -214,7 +214,12 @@ async fn notified_files_load_once_and_move_by_the_folder_rules() {
         "incoming/a+b %2B 日本.csv.gz",
         "incoming/one bad row.csv",
     ] {
-        assert_eq!(status(key).status, FileStatus::Succeeded, "{key}: {:?}", status(key));
+        assert_eq!(
+            status(key).status,
+            FileStatus::Succeeded,
+            "{key}: {:?}",
+            status(key)
+        );
     }
     assert_eq!(status("incoming/one bad row.csv").rows_rejected, 1);
     for (key, reason) in [
@@ -223,7 +228,11 @@ async fn notified_files_load_once_and_move_by_the_folder_rules() {
     ] {
         let file = status(key);
         assert_eq!(file.status, FileStatus::Failed, "{key}");
-        assert_eq!(file.error.as_ref().unwrap().reason, reason, "{key}: {file:?}");
+        assert_eq!(
+            file.error.as_ref().unwrap().reason,
+            reason,
+            "{key}: {file:?}"
+        );
     }
     let want: BTreeSet<String> = [
         "done/2026/12/orders 1.csv",
@@ -240,17 +249,59 @@ async fn notified_files_load_once_and_move_by_the_folder_rules() {
     assert_eq!(ingesting.keys().await, want);
     let (sidecar, _) = ingesting
         .customer
-        .object(&ingesting.connector.bucket, "done/one bad row.csv.errors.jsonl")
+        .object(
+            &ingesting.connector.bucket,
+            "done/one bad row.csv.errors.jsonl",
+        )
         .await;
-    let line: Value = serde_json::from_slice(sidecar.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    let line: Value =
+        serde_json::from_slice(sidecar.split(|b| *b == b'\n').next().unwrap()).unwrap();
     assert_eq!(line["line"], 12, "{line}");
     assert_eq!(line["raw"], "110,too,many,fields");
     let expected: Vec<i64> = (0..110).collect();
     assert_eq!(ingesting.lake_ids().await, expected);
 
+    // The Files API tells the customer the same, with what to do about the failures.
+    let api = stack.api(&ingesting.tenant);
+    let files_path = format!("/connectors/{}/files", ingesting.connector.id);
+    let listed = api
+        .call(
+            "GET",
+            &files_path,
+            Call {
+                query: &[("status", "failed")],
+                ..Call::default()
+            },
+        )
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.raw_body);
+    let failed = listed.body["items"].as_array().unwrap();
+    assert_eq!(failed.len(), 2, "{}", listed.raw_body);
+    for file in failed {
+        assert_eq!(file["destination"]["action"], "moved", "{file}");
+        assert!(
+            file["destination"]["key"]
+                .as_str()
+                .unwrap()
+                .starts_with("failed/"),
+            "{file}"
+        );
+        assert!(
+            !file["error"]["remediation"].as_str().unwrap().is_empty(),
+            "{file}"
+        );
+    }
+    let all = api.get(&files_path).await;
+    assert_eq!(all.body["items"].as_array().unwrap().len(), files.len());
+
     // The same notification again (a duplicate delivery): the file is gone, nothing loads twice.
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk);
-    let queue_name = stack.env.get("INGEST_QUEUE_ARN").rsplit(':').next().unwrap();
+    let queue_name = stack
+        .env
+        .get("INGEST_QUEUE_ARN")
+        .rsplit(':')
+        .next()
+        .unwrap();
     let queue_url = sqs
         .get_queue_url()
         .queue_name(queue_name)
@@ -279,9 +330,15 @@ async fn the_poll_loads_files_no_notification_announced() {
     let stack = Stack::connect().await;
     let ingesting = ingest_connector(&stack, "ingest-poll", json!({"table": "orders"})).await;
     // No notification configured: only the poll can find these.
-    ingesting.drop_file("incoming/polled 1.csv", csv(0..20)).await;
-    ingesting.drop_file("incoming/sub/polled+2.csv", csv(20..30)).await;
-    ingesting.drop_file("incoming/bad.csv", b"id,name\n".to_vec()).await;
+    ingesting
+        .drop_file("incoming/polled 1.csv", csv(0..20))
+        .await;
+    ingesting
+        .drop_file("incoming/sub/polled+2.csv", csv(20..30))
+        .await;
+    ingesting
+        .drop_file("incoming/bad.csv", b"id,name\n".to_vec())
+        .await;
     let scheduled = json!({"version": "0", "id": "poll-1", "detail-type": "Scheduled Event",
         "source": "aws.events", "time": "2026-12-07T00:00:00Z", "region": "us-east-1",
         "resources": [], "detail": {}});
@@ -289,7 +346,14 @@ async fn the_poll_loads_files_no_notification_announced() {
     assert!(report["connectors"].as_u64().unwrap() >= 1, "{report}");
     assert!(report["files"].as_u64().unwrap() >= 3, "{report}");
     let files = ingesting.wait_for_files(3).await;
-    assert_eq!(files.iter().filter(|f| f.status == FileStatus::Succeeded).count(), 2, "{files:#?}");
+    assert_eq!(
+        files
+            .iter()
+            .filter(|f| f.status == FileStatus::Succeeded)
+            .count(),
+        2,
+        "{files:#?}"
+    );
     // Good files deleted (no success folder), the bad one left where it was (no failed folder).
     assert_eq!(
         ingesting.keys().await,

@@ -524,7 +524,7 @@ fn is_connector_id(id: &str) -> bool {
     })
 }
 
-mod files;
+pub(crate) mod files;
 mod runs;
 use runs::{is_run_id, run_not_found};
 

@@ -834,3 +834,76 @@ fn run_views_fit_the_run_schema() {
         );
     }
 }
+
+#[test]
+fn file_views_fit_the_file_schema() {
+    use chrono::TimeZone;
+    use shared::domain::export::run::RunError;
+    use shared::domain::ingest::file::{
+        FileIdentity, FileStatus, IngestFile, Intake, Placement, Verdict,
+    };
+
+    use crate::handler::files::FileView;
+
+    let doc = document();
+    let at = chrono::Utc.with_ymd_and_hms(2026, 12, 7, 9, 0, 0).unwrap();
+    let file = FileIdentity::new("acme-drops", "incoming/a b+c.csv", "\"e1\"");
+    let processing = IngestFile {
+        object_id: file.object_id(),
+        tenant_id: "acme".into(),
+        connector_id: "con_019ab3c4d5e67f808192a3b4c5d6e7f8".into(),
+        file,
+        version_id: None,
+        size: 10,
+        table: "orders".into(),
+        status: FileStatus::Processing,
+        intake: Intake::Poll,
+        attempts: 1,
+        holder: Some("h".into()),
+        lease_until: Some(1),
+        first_seen_at: at,
+        updated_at: at,
+        finished_at: None,
+        duration_ms: None,
+        verdict: None,
+        rows_loaded: 0,
+        rows_rejected: 0,
+        content_bytes: 0,
+        placement: None,
+        moved: false,
+        sidecar_key: None,
+        error: None,
+        version: 1,
+    };
+    let mut succeeded = processing.clone();
+    succeeded.status = FileStatus::Succeeded;
+    succeeded.verdict = Some(Verdict::Loaded { parts: vec![1, 2] });
+    succeeded.placement = Some(Placement::Move {
+        key: "done/a b+c.csv".into(),
+    });
+    succeeded.moved = true;
+    succeeded.sidecar_key = Some("done/a b+c.csv.errors.jsonl".into());
+    succeeded.finished_at = Some(at);
+    succeeded.duration_ms = Some(5);
+    let mut failed = processing.clone();
+    failed.status = FileStatus::Failed;
+    failed.placement = Some(Placement::Stay);
+    failed.moved = true;
+    failed.error = Some(RunError {
+        reason: "unreadable_file".into(),
+        message: "m".into(),
+        remediation: "r".into(),
+        aws_error_code: None,
+    });
+    let mut deleted = succeeded.clone();
+    deleted.placement = Some(Placement::Delete);
+    for (name, file) in [
+        ("processing", processing),
+        ("succeeded", succeeded),
+        ("failed", failed),
+        ("deleted", deleted),
+    ] {
+        let view = serde_json::to_value(FileView::from(&file)).expect("serializes");
+        assert_valid(&doc, schema(&doc, "IngestedFile"), &view, name);
+    }
+}

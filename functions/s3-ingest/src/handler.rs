@@ -82,7 +82,11 @@ pub async fn handle_batch<I: IngestFiles>(ingest: &I, event: SqsEvent) -> SqsBat
 }
 
 /// Whether the message may be deleted from the queue.
-async fn handle_message<I: IngestFiles>(ingest: &I, message_id: &str, message: &SqsMessage) -> bool {
+async fn handle_message<I: IngestFiles>(
+    ingest: &I,
+    message_id: &str,
+    message: &SqsMessage,
+) -> bool {
     let body = message.body.as_deref().unwrap_or_default();
     let objects = match parse_message(body) {
         Ok(Notification::TestEvent) => {

@@ -7,13 +7,13 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use serde_json::json;
 use shared::domain::connector::field::FieldError;
-use shared::domain::export::run::RunError;
 use shared::domain::ingest::file::{FileStatus, IngestFile, Intake, Placement, Verdict};
 use shared::ports::{ConnectorStore, IngestLedger, RunClaims, RunQueue, RunStore, SecretStore};
 use shared::validation::Validate;
 
 use super::runs::store_failure;
 use super::{ApiError, App, URL_SAFE_NO_PAD, json_response};
+use crate::views::runs::RunErrorView;
 use base64::Engine as _;
 
 /// A page token decodes to the ledger's `seen_key`: `<RFC 3339 time>#<64 hex digits>`.
@@ -46,7 +46,6 @@ pub fn status_param(request: &Request) -> Result<Option<FileStatus>, ApiError> {
 pub struct Destination {
     /// `deleted`, `moved` or `left_in_place`.
     pub action: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// Whether it happened yet (a file still processing may have its place decided).
     pub done: bool,
@@ -71,17 +70,12 @@ pub struct FileView {
     pub lake_parts: Vec<u64>,
     pub first_seen_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub destination: Option<Destination>,
     /// The error sidecar listing refused rows (line, column, reason, raw text).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub errors_key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<RunError>,
+    pub error: Option<RunErrorView>,
 }
 
 impl From<&IngestFile> for FileView {
@@ -126,7 +120,7 @@ impl From<&IngestFile> for FileView {
             duration_ms: f.duration_ms,
             destination,
             errors_key: f.sidecar_key.clone(),
-            error: f.error.clone(),
+            error: f.error.as_ref().map(RunErrorView::from),
         }
     }
 }

@@ -9,6 +9,7 @@ use shared::domain::connector::{Connector, ConnectorStatus};
 use shared::domain::export::run::{
     FileTask, Run, RunError, RunMessage, RunPlan, RunStatus, RunTrigger, TablePlan, WrittenFile,
 };
+use shared::domain::ingest::file::FileStatus;
 use shared::domain::setup::PlatformIdentity;
 use shared::domain::setup::checks::ValidationReport;
 use shared::error::{AwsCallError, StoreError};
@@ -32,15 +33,14 @@ impl Validate for NoValidation {
     }
 }
 
-type TestApp =
-    App<
-        MemoryConnectorStore,
-        MemorySecretStore,
-        NoValidation,
-        MemoryRunStore,
-        MemoryRunQueue,
-        MemoryLedger,
-    >;
+type TestApp = App<
+    MemoryConnectorStore,
+    MemorySecretStore,
+    NoValidation,
+    MemoryRunStore,
+    MemoryRunQueue,
+    MemoryLedger,
+>;
 
 fn connector(tenant: &str, id: &str, body: Value, status: ConnectorStatus) -> Connector {
     let mut c = domain::testing::stored_connector(body);
@@ -768,5 +768,115 @@ async fn the_view_shows_plan_files_outcome_and_links() {
     assert_eq!(
         (queued["rows"].as_u64(), queued["bytes"].as_u64()),
         (Some(0), Some(0))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// GET /connectors/{id}/files
+
+fn files_event(tenant: &str, connector: &str, query: &str) -> Request {
+    let mut e = sample("list-runs");
+    let path = format!("/connectors/{connector}/files");
+    e["pathParameters"]["id"] = json!(connector);
+    e["routeKey"] = json!("GET /connectors/{id}/files");
+    e["requestContext"]["routeKey"] = json!("GET /connectors/{id}/files");
+    e["rawPath"] = json!(path);
+    e["requestContext"]["http"]["path"] = json!(path);
+    e["rawQueryString"] = json!(query);
+    e["requestContext"]["authorizer"]["jwt"]["claims"]["tenant_id"] = json!(tenant);
+    lambda_http::request::from_str(&e.to_string()).unwrap()
+}
+
+fn seeded_file(app: &TestApp, tenant: &str, key: &str, status: FileStatus, minute: u32) -> String {
+    use chrono::TimeZone;
+    use shared::domain::ingest::file::{FileIdentity, IngestFile, Intake, Placement, Verdict};
+    let at = Utc.with_ymd_and_hms(2026, 12, 7, 9, minute, 0).unwrap();
+    let file = FileIdentity::new("acme-drops", key, "e1");
+    let record = IngestFile {
+        object_id: file.object_id(),
+        tenant_id: tenant.into(),
+        connector_id: INGEST.into(),
+        file,
+        version_id: None,
+        size: 10,
+        table: "orders".into(),
+        status,
+        intake: Intake::Notification,
+        attempts: 1,
+        holder: None,
+        lease_until: None,
+        first_seen_at: at,
+        updated_at: at,
+        finished_at: Some(at),
+        duration_ms: Some(12),
+        verdict: Some(Verdict::Loaded { parts: vec![3] }),
+        rows_loaded: 4,
+        rows_rejected: 0,
+        content_bytes: 10,
+        placement: Some(Placement::Delete),
+        moved: true,
+        sidecar_key: None,
+        error: None,
+        version: 1,
+    };
+    let id = record.object_id.clone();
+    app.files.seed(record);
+    id
+}
+
+#[tokio::test]
+async fn files_list_newest_first_by_status_and_only_the_tenants_own() {
+    let app = app();
+    let old = seeded_file(&app, "acme", "incoming/old.csv", FileStatus::Succeeded, 1);
+    let failed = seeded_file(&app, "acme", "incoming/bad.csv", FileStatus::Failed, 2);
+    let new = seeded_file(&app, "acme", "incoming/new.csv", FileStatus::Succeeded, 3);
+    // Another tenant's record under the same connector id never shows.
+    seeded_file(
+        &app,
+        "globex",
+        "incoming/theirs.csv",
+        FileStatus::Succeeded,
+        0,
+    );
+    let ids = |answer: &Answer| -> Vec<String> {
+        answer.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = call(&app, files_event("acme", INGEST, "")).await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    assert_eq!(ids(&all), vec![new.clone(), failed.clone(), old.clone()]);
+    assert_eq!(all.body["items"][0]["destination"]["action"], "deleted");
+    assert_eq!(all.body["items"][0]["lake_parts"], json!([3]));
+    let only_failed = call(&app, files_event("acme", INGEST, "status=failed")).await;
+    assert_eq!(ids(&only_failed), vec![failed]);
+    let first = call(&app, files_event("acme", INGEST, "limit=2")).await;
+    assert_eq!(ids(&first), vec![new, ids(&all)[1].clone()]);
+    let token = first.body["next_token"].as_str().unwrap().to_owned();
+    let second = call(
+        &app,
+        files_event("acme", INGEST, &format!("limit=2&next_token={token}")),
+    )
+    .await;
+    assert_eq!(ids(&second), vec![old]);
+    assert_eq!(second.body["next_token"], Value::Null);
+    for (query, field) in [
+        ("status=done", "status"),
+        ("next_token=bm9wZQ", "next_token"),
+        ("limit=0", "limit"),
+    ] {
+        let refused = call(&app, files_event("acme", INGEST, query)).await;
+        assert_eq!(refused.status, 400, "{query}");
+        assert_eq!(
+            refused.body["error"]["fields"][0]["field"], field,
+            "{query}"
+        );
+    }
+    assert_eq!(
+        call(&app, files_event("globex", INGEST, "")).await.status,
+        404
     );
 }

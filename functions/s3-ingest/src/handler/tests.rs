@@ -64,7 +64,11 @@ fn failures(response: &SqsBatchResponse) -> Vec<&str> {
 
 /// Every sample event: the keys handed to ingest, and the message ids reported as failures.
 const CASES: &[(&str, &[&str], &[&str])] = &[
-    ("sqs-s3-put.json", &["incoming/données 2026/orders+returns 日本.csv"], &[]),
+    (
+        "sqs-s3-put.json",
+        &["incoming/données 2026/orders+returns 日本.csv"],
+        &[],
+    ),
     ("sqs-s3-test-event.json", &[], &[]),
     ("sqs-sns-s3-put.json", &["incoming/orders 1.csv"], &[]),
     ("sqs-moto-style.json", &["incoming/orders/file 1.csv"], &[]),
@@ -88,7 +92,13 @@ async fn every_sample_event_hands_its_files_over_and_keeps_what_it_cannot_read()
         let ingest = Recorder::default();
         let response = handle_batch(&ingest, event(file)).await;
         assert_eq!(failures(&response), *want_failures, "{file}");
-        let seen: Vec<String> = ingest.seen.lock().unwrap().iter().map(|f| f.key.clone()).collect();
+        let seen: Vec<String> = ingest
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|f| f.key.clone())
+            .collect();
         assert_eq!(seen, *keys, "{file}");
     }
 }
@@ -124,13 +134,17 @@ async fn only_the_message_whose_file_failed_is_retried() {
     assert_eq!(failures(&response), vec!["m2"]);
     let seen = ingest.seen.lock().unwrap();
     assert_eq!(seen.len(), 3);
-    assert!(seen.iter().all(|f| f.e_tag.as_deref() == Some("e1")), "{seen:?}");
+    assert!(
+        seen.iter().all(|f| f.e_tag.as_deref() == Some("e1")),
+        "{seen:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_message_without_an_id_or_body_is_kept() {
     let ingest = Recorder::default();
-    let event: SqsEvent = serde_json::from_str(r#"{"Records":[{"body":"{\"hello\":1}"}]}"#).unwrap();
+    let event: SqsEvent =
+        serde_json::from_str(r#"{"Records":[{"body":"{\"hello\":1}"}]}"#).unwrap();
     assert_eq!(failures(&handle_batch(&ingest, event).await), vec![""]);
     let event: SqsEvent = serde_json::from_str(r#"{"Records":[{"messageId":"m1"}]}"#).unwrap();
     assert_eq!(failures(&handle_batch(&ingest, event).await), vec!["m1"]);
@@ -139,9 +153,14 @@ async fn a_message_without_an_id_or_body_is_kept() {
 #[tokio::test]
 async fn the_scheduled_event_polls_and_reports_a_failed_poll() {
     let ingest = Recorder::default();
-    let scheduled = serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+    let scheduled =
+        serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
     let e = handle(&ingest, scheduled, None).await.unwrap_err();
     assert!(matches!(e, HandlerError::Poll(_)), "{e}");
     assert_eq!(*ingest.polls.lock().unwrap(), 1);
-    assert!(handle(&ingest, serde_json::json!({"hello": 1}), None).await.is_err());
+    assert!(
+        handle(&ingest, serde_json::json!({"hello": 1}), None)
+            .await
+            .is_err()
+    );
 }
