@@ -41,6 +41,9 @@ struct PendingFault {
     remaining: Option<u32>,
 }
 
+/// A load's parts as first recorded, and their numbers once committed.
+type RecordedLoad = (Vec<StagedPart>, Option<Vec<u64>>);
+
 #[derive(Default)]
 struct State {
     /// (tenant, table) → parts in sequence order.
@@ -53,7 +56,7 @@ struct State {
     staged: BTreeMap<String, Vec<RecordBatch>>,
     /// (tenant, table, load id) → the load's parts as first recorded, and their numbers once
     /// committed.
-    loads: BTreeMap<(String, String, String), (Vec<StagedPart>, Option<Vec<u64>>)>,
+    loads: BTreeMap<(String, String, String), RecordedLoad>,
     /// Commits that are applied and then answer with an error (a lost answer).
     lost_commit_answers: u32,
     failing_stages: u32,

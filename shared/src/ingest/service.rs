@@ -591,7 +591,8 @@ where
                     self.save(&mut file, FileStatus::Failed).await?;
                     return Ok(Handled::Finished(Box::new(file)));
                 }
-                Err(Failure::Retry(error, cause)) => {
+                Err(Failure::Retry(retry)) => {
+                    let (error, cause) = *retry;
                     file.error = Some(error);
                     self.save(&mut file, FileStatus::Retrying).await?;
                     return Err(cause);
@@ -815,7 +816,7 @@ where
         })
         .await
         .map_err(|e| {
-            Failure::Retry(
+            Failure::retry(
                 problem(
                     "internal",
                     format!("the load stopped: {e}"),
@@ -1074,15 +1075,20 @@ where
 
 /// Why a load did not reach a verdict.
 enum Failure {
-    /// Try again later; the error is what the ledger shows meanwhile.
-    Retry(RunError, IngestError),
+    /// Try again later; the error is what the ledger shows meanwhile (boxed: it is large and
+    /// rare).
+    Retry(Box<(RunError, IngestError)>),
     /// The object changed under the read.
     Superseded,
 }
 
 impl Failure {
+    fn retry(error: RunError, cause: IngestError) -> Self {
+        Failure::Retry(Box::new((error, cause)))
+    }
+
     fn lake(e: LakeError) -> Self {
-        Failure::Retry(
+        Failure::retry(
             problem(
                 "lake",
                 format!("the platform's lake could not be written: {e}"),
@@ -1093,7 +1099,7 @@ impl Failure {
     }
 
     fn ours(e: IngestError) -> Self {
-        Failure::Retry(
+        Failure::retry(
             problem(
                 "internal",
                 format!("recording the file failed: {e}"),
@@ -1106,9 +1112,9 @@ impl Failure {
     fn bucket(connector: &Connector, e: AwsCallError, action: &str, doing: &str) -> Self {
         match bucket_refusal(connector, e.clone(), action, &connector.prefix, doing) {
             BucketRefusal::Refused(error) => {
-                Failure::Retry(error.clone(), IngestError::Refused(error))
+                Failure::retry(error.clone(), IngestError::Refused(error))
             }
-            BucketRefusal::Retry(e) => Failure::Retry(
+            BucketRefusal::Retry(e) => Failure::retry(
                 problem(
                     "bucket_busy",
                     format!("{doing} failed: {e}"),

@@ -166,7 +166,8 @@ fn finished(handled: Handled) -> IngestFile {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_four_folder_cases_place_good_and_bad_files() {
     // (success dir, failed dir, where the good file ends, where the bad file ends)
-    let cases: [(Option<&str>, Option<&str>, Option<&str>, &str); 4] = [
+    type Case<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, &'a str);
+    let cases: [Case; 4] = [
         (None, None, None, "incoming/bad.csv"),
         (
             Some("done/"),
