@@ -739,9 +739,15 @@ impl<F: FnMut(u64, EncodedPart) -> Result<(), BenchError>> Parts<F> {
     }
 
     fn add(&mut self, batch: ParsedBatch) -> Result<(), BenchError> {
-        for bad in batch.bad_rows.iter().take(3usize.saturating_sub(self.first_bad.len())) {
-            self.first_bad
-                .push(format!("line {}: {} ({:?})", bad.line, bad.reason, bad.column));
+        for bad in batch
+            .bad_rows
+            .iter()
+            .take(3usize.saturating_sub(self.first_bad.len()))
+        {
+            self.first_bad.push(format!(
+                "line {}: {} ({:?})",
+                bad.line, bad.reason, bad.column
+            ));
         }
         if batch.batch.num_rows() == 0 {
             return Ok(());
@@ -851,8 +857,7 @@ fn convert(flags: &Flags) -> Result<Value, BenchError> {
     let input = PathBuf::from(flags.text("file")?);
     let out_dir = PathBuf::from(flags.text("out-dir")?);
     let part_bytes = (flags.number("part-mib", SERVICE_PART_MIB)? * MIB) as usize;
-    std::fs::create_dir_all(&out_dir)
-        .map_err(io_error(format!("create {}", out_dir.display())))?;
+    std::fs::create_dir_all(&out_dir).map_err(io_error(format!("create {}", out_dir.display())))?;
     let key = input
         .file_name()
         .map_or("input".to_owned(), |n| n.to_string_lossy().into_owned());
