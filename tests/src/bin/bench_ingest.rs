@@ -289,9 +289,9 @@ impl Row {
             quantity,
             unit_cents: 99 + (b >> 16) % 99_900,
             // One order in ten has no discount recorded (an empty field, JSON null).
-            discount_cents: (b % 10 != 0).then_some((b >> 40) % 31),
+            discount_cents: (!b.is_multiple_of(10)).then_some((b >> 40) % 31),
             ordered_at: FIRST_ORDER_EPOCH + index * 3 + (a >> 60) % 3,
-            shipped: (b >> 50) % 4 != 0,
+            shipped: !(b >> 50).is_multiple_of(4),
             note: match (b >> 54) % 50 {
                 0..=5 => Some(0),
                 6..=8 => Some(1),
