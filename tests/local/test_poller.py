@@ -522,7 +522,7 @@ class ProvisionEventSourcesTest(unittest.TestCase):
         self.assertEqual(ingest["batch_size"], 10)
         self.assertEqual(ingest["queue_arn"], env["INGEST_QUEUE_ARN"])
         self.assertEqual([(s["binary"], s["schedule"]) for s in sources["schedules"]],
-                         [("scheduled-export", "rate(1 minute)")])
+                         [("scheduled-export", "rate(1 minute)"), ("s3-ingest", "rate(15 minutes)")])
         self.assertEqual(env["SPOOL_DIR"], "/tmp")
         attrs = SQS.get_queue_attributes(QueueUrl=env["EXPORT_QUEUE_URL"], AttributeNames=["All"])["Attributes"]
         self.assertEqual(int(attrs["VisibilityTimeout"]), 6 * 900)
