@@ -17,6 +17,7 @@ use shared::domain::connector::Connector;
 use shared::error::StoreError;
 use shared::ports::{BucketClaims, ClaimsWrite, ConnectorStore, Page};
 
+pub mod bench;
 pub mod fault_proxy;
 
 /// Values from `.local-stack/env`.
@@ -661,6 +662,56 @@ impl Customer {
             .send()
             .await
             .expect("PutUserPolicy");
+    }
+
+    pub async fn put_object(&self, bucket: &str, key: &str, body: Vec<u8>) {
+        self.s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(body))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PutObject {key}: {e:?}"));
+    }
+
+    /// Applies the bucket notification `GET …/setup` gave (`event_notification`) as a customer
+    /// would: the queue, the `s3:ObjectCreated:*` events and the prefix filter it names.
+    pub async fn apply_event_notification(&self, bucket: &str, notification: &Value) {
+        use aws_sdk_s3::types::{
+            Event, FilterRule, FilterRuleName, NotificationConfiguration,
+            NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+        };
+        let config = &notification["QueueConfigurations"][0];
+        let prefix = config["Filter"]["Key"]["FilterRules"][0]["Value"]
+            .as_str()
+            .expect("a prefix filter");
+        let prefix_rule = FilterRule::builder()
+            .name(FilterRuleName::Prefix)
+            .value(prefix)
+            .build();
+        let queue = QueueConfiguration::builder()
+            .id(config["Id"].as_str().expect("an Id"))
+            .queue_arn(config["QueueArn"].as_str().expect("a QueueArn"))
+            .events(Event::from("s3:ObjectCreated:*"))
+            .filter(
+                NotificationConfigurationFilter::builder()
+                    .key(S3KeyFilter::builder().filter_rules(prefix_rule).build())
+                    .build(),
+            )
+            .build()
+            .expect("a queue configuration");
+        self.s3
+            .put_bucket_notification_configuration()
+            .bucket(bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .queue_configurations(queue)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("PutBucketNotificationConfiguration");
     }
 
     /// Keys under `prefix` (to check what validation left behind).

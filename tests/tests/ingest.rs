@@ -8,11 +8,6 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use arrow_array::{Array, Int64Array};
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    Event, FilterRule, FilterRuleName, NotificationConfiguration, NotificationConfigurationFilter,
-    QueueConfiguration, S3KeyFilter,
-};
 use serde_json::{Value, json};
 use shared::adapters::lake::DynamoLake;
 use shared::adapters::ledger::DynamoIngestLedger;
@@ -55,56 +50,19 @@ async fn ingest_connector(stack: &Stack, label: &str, ingest: Value) -> Ingestin
 }
 
 impl Ingesting {
-    /// The bucket notification as `GET …/setup` gives it, applied by the customer.
     async fn configure_notification(&self) {
-        let config = &self.connector.setup["event_notification"]["QueueConfigurations"][0];
-        let prefix = config["Filter"]["Key"]["FilterRules"][0]["Value"]
-            .as_str()
-            .expect("a prefix filter");
-        let queue = QueueConfiguration::builder()
-            .id(config["Id"].as_str().unwrap())
-            .queue_arn(config["QueueArn"].as_str().unwrap())
-            .events(Event::from("s3:ObjectCreated:*"))
-            .filter(
-                NotificationConfigurationFilter::builder()
-                    .key(
-                        S3KeyFilter::builder()
-                            .filter_rules(
-                                FilterRule::builder()
-                                    .name(FilterRuleName::Prefix)
-                                    .value(prefix)
-                                    .build(),
-                            )
-                            .build(),
-                    )
-                    .build(),
-            )
-            .build()
-            .unwrap();
         self.customer
-            .s3
-            .put_bucket_notification_configuration()
-            .bucket(&self.connector.bucket)
-            .notification_configuration(
-                NotificationConfiguration::builder()
-                    .queue_configurations(queue)
-                    .build(),
+            .apply_event_notification(
+                &self.connector.bucket,
+                &self.connector.setup["event_notification"],
             )
-            .send()
-            .await
-            .expect("PutBucketNotificationConfiguration");
+            .await;
     }
 
     async fn drop_file(&self, key: &str, body: Vec<u8>) {
         self.customer
-            .s3
-            .put_object()
-            .bucket(&self.connector.bucket)
-            .key(key)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("PutObject {key}: {e:?}"));
+            .put_object(&self.connector.bucket, key, body)
+            .await;
     }
 
     async fn keys(&self) -> BTreeSet<String> {

@@ -5,7 +5,6 @@
 //! The SDK is configured from the environment as in the functions (`AWS_ENDPOINT_URL` for
 //! DynamoDB, `AWS_ENDPOINT_URL_S3` for S3), so the script can point S3 at a fast local server.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
@@ -15,11 +14,15 @@ use std::time::Instant;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use serde_json::{Value, json};
+use tests::bench::{
+    self, BenchError, Flags, aws_error, cpu_seconds, create_bucket, delete_prefix, io_error,
+    joined, mb_per_s, open_bucket, s3, sdk_config,
+};
 use tokio::task::JoinSet;
 
 use arrow_array::RecordBatch;
 use shared::adapters::lake::DynamoLake;
-use shared::adapters::s3::{S3Bucket, S3Storage};
+use shared::adapters::s3::S3Bucket;
 use shared::domain::connector::ExportCompression;
 use shared::domain::connector::{DelimitedFormat, Dialect, FileFormat};
 use shared::export::compress::compressor;
@@ -28,7 +31,7 @@ use shared::export::sink::ByteSink;
 use shared::export::upload::{self, UploadError, UploadSettings, UploadedObject};
 use shared::lake::seed::{self, SeedTable};
 use shared::lake::{Lake, LakeError, LakePart, part_file};
-use shared::ports::{CustomerStorage, ObjectStore, WriteOptions};
+use shared::ports::{ObjectStore, WriteOptions};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -51,96 +54,6 @@ usage: bench_export <command> [--flag value]...
                                            the table as CSV files, each as a file task writes
                                            it: lake read -> encoder -> compressor -> upload
 ";
-
-/// Why a benchmark step could not run; the script prints it and stops.
-#[derive(Debug, thiserror::Error)]
-enum BenchError {
-    #[error("{0}\n{USAGE}")]
-    Usage(String),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{what}: {detail}")]
-    Aws { what: String, detail: String },
-    #[error("{0}")]
-    Failed(String),
-}
-
-fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> BenchError {
-    let what = what.into();
-    move |source| BenchError::Io { what, source }
-}
-
-fn aws_error<E: std::error::Error + 'static>(
-    what: impl Into<String>,
-) -> impl FnOnce(E) -> BenchError {
-    let what = what.into();
-    move |error| BenchError::Aws {
-        what,
-        detail: aws_sdk_s3::error::DisplayErrorContext(&error).to_string(),
-    }
-}
-
-/// `--name value` pairs after the subcommand.
-struct Flags {
-    values: HashMap<String, String>,
-}
-
-impl Flags {
-    fn parse(args: &[String]) -> Result<Self, BenchError> {
-        let mut values = HashMap::new();
-        let mut rest = args.iter();
-        while let Some(flag) = rest.next() {
-            let name = flag
-                .strip_prefix("--")
-                .ok_or_else(|| BenchError::Usage(format!("expected a --flag, got '{flag}'")))?;
-            let value = rest
-                .next()
-                .ok_or_else(|| BenchError::Usage(format!("--{name} needs a value")))?;
-            values.insert(name.to_owned(), value.clone());
-        }
-        Ok(Self { values })
-    }
-
-    fn text(&self, name: &str) -> Result<String, BenchError> {
-        self.values
-            .get(name)
-            .cloned()
-            .ok_or_else(|| BenchError::Usage(format!("--{name} is required")))
-    }
-
-    fn number(&self, name: &str, default: u64) -> Result<u64, BenchError> {
-        match self.values.get(name) {
-            None => Ok(default),
-            Some(text) => text.parse().map_err(|_| {
-                BenchError::Usage(format!("--{name} must be a whole number, not '{text}'"))
-            }),
-        }
-    }
-}
-
-/// The process's peak resident set (VmHWM) in bytes, as the kernel counts it.
-fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-fn mb_per_s(bytes: u64, seconds: f64) -> f64 {
-    bytes as f64 / 1e6 / seconds.max(1e-9)
-}
-
-async fn sdk_config() -> aws_config::SdkConfig {
-    shared::aws::load_sdk_config().await
-}
-
-async fn s3() -> aws_sdk_s3::Client {
-    shared::aws::s3_client(&sdk_config().await)
-}
 
 async fn create_catalog(flags: &Flags) -> Result<Value, BenchError> {
     use aws_sdk_dynamodb::types::{
@@ -185,20 +98,6 @@ async fn create_catalog(flags: &Flags) -> Result<Value, BenchError> {
         .await
         .map_err(aws_error(format!("CreateTable {table}")))?;
     Ok(json!({ "table": table }))
-}
-
-async fn create_bucket(flags: &Flags) -> Result<Value, BenchError> {
-    let bucket = flags.text("bucket")?;
-    let client = s3().await;
-    if let Err(error) = client.create_bucket().bucket(&bucket).send().await {
-        let exists = error
-            .as_service_error()
-            .is_some_and(|e| e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists());
-        if !exists {
-            return Err(aws_error(format!("CreateBucket {bucket}"))(error));
-        }
-    }
-    Ok(json!({ "bucket": bucket }))
 }
 
 /// The baseline: the bytes of a local file uploaded as a multipart upload with the SDK alone,
@@ -289,16 +188,6 @@ async fn raw_upload(flags: &Flags) -> Result<Value, BenchError> {
     }))
 }
 
-fn joined<T>(
-    result: Option<Result<Result<T, BenchError>, tokio::task::JoinError>>,
-) -> Result<T, BenchError> {
-    match result {
-        Some(Ok(inner)) => inner,
-        Some(Err(join)) => Err(BenchError::Failed(format!("upload task failed: {join}"))),
-        None => Err(BenchError::Failed("no upload task to wait for".into())),
-    }
-}
-
 /// Reads up to `size` bytes (fewer only at the end of the file).
 fn read_chunk(file: &mut File, size: usize) -> std::io::Result<Vec<u8>> {
     let mut chunk = Vec::with_capacity(size);
@@ -332,34 +221,6 @@ async fn download(flags: &Flags) -> Result<Value, BenchError> {
             .map_err(io_error(format!("write {}", path.display())))?;
     }
     Ok(json!({ "bytes": total }))
-}
-
-async fn delete_prefix(flags: &Flags) -> Result<Value, BenchError> {
-    let bucket = flags.text("bucket")?;
-    let prefix = flags.text("prefix")?;
-    let client = s3().await;
-    let mut deleted = 0u64;
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(&bucket)
-        .prefix(&prefix)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(aws_error(format!("ListObjectsV2 {prefix}")))?;
-        for object in page.contents() {
-            let Some(key) = object.key() else { continue };
-            client
-                .delete_object()
-                .bucket(&bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(aws_error(format!("DeleteObject {key}")))?;
-            deleted += 1;
-        }
-    }
-    Ok(json!({ "deleted": deleted }))
 }
 
 /// Rows per batch read from the lake: the engine's `BATCH_ROWS`.
@@ -470,25 +331,6 @@ impl ByteSink for CountingSink {
 /// The connectors' default CSV: comma, quotes when necessary, a header row, nulls as "".
 fn csv_format() -> FileFormat {
     FileFormat::Delimited(DelimitedFormat::defaults(Dialect::Csv { delimiter: ',' }))
-}
-
-/// CPU time of this process so far (user + system), to show that a conversion used one core.
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // utime and stime are fields 14 and 15; the command name (field 2) may hold spaces, so
-    // count from the closing parenthesis.
-    let Some((_, after_name)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
-    // Linux reports these in USER_HZ, which is 100 on every architecture it supports.
-    ticks as f64 / 100.0
 }
 
 /// Step 1, ours: the Parquet file decoded and encoded as CSV on this one thread, into a file.
@@ -664,7 +506,6 @@ async fn export(flags: &Flags) -> Result<Value, BenchError> {
     let read_ahead = flags.number("read-ahead", 0)? == 1;
     let only_file = flags.number("only-file", 0)? as usize;
 
-    let sdk = sdk_config().await;
     let lake = Arc::new(open_lake().await?);
     let parts = lake
         .parts_after(&tenant, &table, None)
@@ -676,13 +517,7 @@ async fn export(flags: &Flags) -> Result<Value, BenchError> {
         )));
     }
     let lake_bytes: u64 = parts.iter().map(|p| p.bytes).sum();
-    let credentials = sdk.credentials_provider().ok_or_else(|| {
-        BenchError::Usage("no AWS credentials in the environment (AWS_ACCESS_KEY_ID)".into())
-    })?;
-    let region = sdk
-        .region()
-        .map_or("us-east-1".to_owned(), |r| r.to_string());
-    let store = Arc::new(S3Storage::new(&sdk).open(credentials, &bucket, &region));
+    let store = Arc::new(open_bucket(&bucket).await?);
 
     let mut files: Vec<Vec<LakePart>> = vec![Vec::new()];
     let mut file_bytes = 0u64;
@@ -872,26 +707,5 @@ async fn run(command: &str, flags: &Flags) -> Result<Value, BenchError> {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((command, rest)) = args.split_first() else {
-        eprint!("{USAGE}");
-        std::process::exit(2);
-    };
-    let result = match Flags::parse(rest) {
-        Ok(flags) => run(command, &flags).await,
-        Err(error) => Err(error),
-    };
-    match result {
-        Ok(mut value) => {
-            if let Value::Object(fields) = &mut value {
-                fields.insert("command".into(), json!(command));
-                fields.insert("peak_rss_bytes".into(), json!(peak_rss_bytes()));
-            }
-            println!("{value}");
-        }
-        Err(error) => {
-            eprintln!("bench_export {command}: {error}");
-            std::process::exit(1);
-        }
-    }
+    bench::main("bench_export", USAGE, run).await;
 }

@@ -5,7 +5,6 @@
 //! The SDK is configured from the environment as in the functions (`AWS_ENDPOINT_URL_S3` for
 //! S3), so the script can point S3 at a fast local server.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -19,15 +18,18 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{Value, json};
+use tests::bench::{
+    self, BenchError, Flags, aws_error, cpu_seconds, create_bucket, delete_prefix, io_error,
+    joined, mb_per_s, open_bucket, s3,
+};
 use tokio::runtime::Handle;
 use tokio::task::JoinSet;
 
-use shared::adapters::s3::{S3Bucket, S3Storage};
 use shared::domain::connector::{DelimitedFormat, Dialect, FileFormat, IngestCompression};
 use shared::ingest::parse::{ParseError, ParseSettings, ParseSummary, ParsedBatch, parse_file};
 use shared::ingest::source::{CHUNK_BYTES, READ_AHEAD, Source, StoreSource};
 use shared::lake::part_file::{EncodedPart, PartEncoder};
-use shared::ports::{Body, CustomerStorage, ObjectStore, WriteOptions};
+use shared::ports::{Body, ObjectStore, WriteOptions};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -53,172 +55,8 @@ usage: bench_ingest <command> [--flag value]...
                                            parse -> part encoder -> PutObject of each part
 ";
 
-/// Why a benchmark step could not run; the script prints it and stops.
-#[derive(Debug, thiserror::Error)]
-enum BenchError {
-    #[error("{0}\n{USAGE}")]
-    Usage(String),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{what}: {detail}")]
-    Aws { what: String, detail: String },
-    #[error("{0}")]
-    Failed(String),
-}
-
-fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> BenchError {
-    let what = what.into();
-    move |source| BenchError::Io { what, source }
-}
-
-fn aws_error<E: std::error::Error + 'static>(
-    what: impl Into<String>,
-) -> impl FnOnce(E) -> BenchError {
-    let what = what.into();
-    move |error| BenchError::Aws {
-        what,
-        detail: aws_sdk_s3::error::DisplayErrorContext(&error).to_string(),
-    }
-}
-
-/// `--name value` pairs after the subcommand.
-struct Flags {
-    values: HashMap<String, String>,
-}
-
-impl Flags {
-    fn parse(args: &[String]) -> Result<Self, BenchError> {
-        let mut values = HashMap::new();
-        let mut rest = args.iter();
-        while let Some(flag) = rest.next() {
-            let name = flag
-                .strip_prefix("--")
-                .ok_or_else(|| BenchError::Usage(format!("expected a --flag, got '{flag}'")))?;
-            let value = rest
-                .next()
-                .ok_or_else(|| BenchError::Usage(format!("--{name} needs a value")))?;
-            values.insert(name.to_owned(), value.clone());
-        }
-        Ok(Self { values })
-    }
-
-    fn text(&self, name: &str) -> Result<String, BenchError> {
-        self.values
-            .get(name)
-            .cloned()
-            .ok_or_else(|| BenchError::Usage(format!("--{name} is required")))
-    }
-
-    fn number(&self, name: &str, default: u64) -> Result<u64, BenchError> {
-        match self.values.get(name) {
-            None => Ok(default),
-            Some(text) => text.parse().map_err(|_| {
-                BenchError::Usage(format!("--{name} must be a whole number, not '{text}'"))
-            }),
-        }
-    }
-}
-
-/// The process's peak resident set (VmHWM) in bytes, as the kernel counts it.
-fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// CPU time of this process so far (user + system), every thread counted.
-fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // utime and stime are fields 14 and 15; the command name (field 2) may hold spaces, so
-    // count from the closing parenthesis.
-    let Some((_, after_name)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
-        .sum();
-    // Linux reports these in USER_HZ, which is 100 on every architecture it supports.
-    ticks as f64 / 100.0
-}
-
-fn mb_per_s(bytes: u64, seconds: f64) -> f64 {
-    bytes as f64 / 1e6 / seconds.max(1e-9)
-}
-
 fn seconds_of(nanos: &AtomicU64) -> f64 {
     nanos.load(Ordering::Relaxed) as f64 / 1e9
-}
-
-async fn sdk_config() -> aws_config::SdkConfig {
-    shared::aws::load_sdk_config().await
-}
-
-async fn s3() -> aws_sdk_s3::Client {
-    shared::aws::s3_client(&sdk_config().await)
-}
-
-/// A bucket as the service's adapter opens it (the connector's client, the same retry and
-/// timeout settings), with the environment's credentials.
-async fn open_bucket(bucket: &str) -> Result<S3Bucket, BenchError> {
-    let sdk = sdk_config().await;
-    let credentials = sdk.credentials_provider().ok_or_else(|| {
-        BenchError::Usage("no AWS credentials in the environment (AWS_ACCESS_KEY_ID)".into())
-    })?;
-    let region = sdk
-        .region()
-        .map_or("us-east-1".to_owned(), |r| r.to_string());
-    Ok(S3Storage::new(&sdk).open(credentials, bucket, &region))
-}
-
-async fn create_bucket(flags: &Flags) -> Result<Value, BenchError> {
-    let bucket = flags.text("bucket")?;
-    let client = s3().await;
-    if let Err(error) = client.create_bucket().bucket(&bucket).send().await {
-        let exists = error
-            .as_service_error()
-            .is_some_and(|e| e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists());
-        if !exists {
-            return Err(aws_error(format!("CreateBucket {bucket}"))(error));
-        }
-    }
-    Ok(json!({ "bucket": bucket }))
-}
-
-async fn delete_prefix(flags: &Flags) -> Result<Value, BenchError> {
-    let bucket = flags.text("bucket")?;
-    let prefix = flags.text("prefix")?;
-    let client = s3().await;
-    let mut deleted = 0u64;
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(&bucket)
-        .prefix(&prefix)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(aws_error(format!("ListObjectsV2 {prefix}")))?;
-        for object in page.contents() {
-            let Some(key) = object.key() else { continue };
-            client
-                .delete_object()
-                .bucket(&bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(aws_error(format!("DeleteObject {key}")))?;
-            deleted += 1;
-        }
-    }
-    Ok(json!({ "deleted": deleted }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -599,16 +437,6 @@ async fn put_csv(flags: &Flags) -> Result<Value, BenchError> {
         "e_tag": out.e_tag,
         "seconds": started.elapsed().as_secs_f64(),
     }))
-}
-
-fn joined<T>(
-    result: Option<Result<Result<T, BenchError>, tokio::task::JoinError>>,
-) -> Result<T, BenchError> {
-    match result {
-        Some(Ok(inner)) => inner,
-        Some(Err(join)) => Err(BenchError::Failed(format!("an upload task failed: {join}"))),
-        None => Err(BenchError::Failed("no upload task to wait for".into())),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1004,26 +832,5 @@ async fn run(command: &str, flags: &Flags) -> Result<Value, BenchError> {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((command, rest)) = args.split_first() else {
-        eprint!("{USAGE}");
-        std::process::exit(2);
-    };
-    let result = match Flags::parse(rest) {
-        Ok(flags) => run(command, &flags).await,
-        Err(error) => Err(error),
-    };
-    match result {
-        Ok(mut value) => {
-            if let Value::Object(fields) = &mut value {
-                fields.insert("command".into(), json!(command));
-                fields.insert("peak_rss_bytes".into(), json!(peak_rss_bytes()));
-            }
-            println!("{value}");
-        }
-        Err(error) => {
-            eprintln!("bench_ingest {command}: {error}");
-            std::process::exit(1);
-        }
-    }
+    bench::main("bench_ingest", USAGE, run).await;
 }

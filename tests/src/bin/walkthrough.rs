@@ -5,7 +5,7 @@
 //! from the very documents the setup endpoint returns, with IAM enforced: a permission Acme
 //! forgets is a real denial.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use serde_json::{Value, json};
 use shared::adapters::lake::DynamoLake;
@@ -33,6 +33,12 @@ fn show(label: &str, value: &Value) {
 }
 
 fn expect(response: &ApiResponse, status: u16, what: &str) {
+    expect_quietly(response, status, what);
+    println!("   → HTTP {} ({what})", response.status);
+}
+
+/// Stops the walk unless the response has `status`.
+fn expect_quietly(response: &ApiResponse, status: u16, what: &str) {
     if response.status != status {
         eprintln!(
             "\n   FAILED: {what}: expected HTTP {status}, got {}: {}",
@@ -40,7 +46,6 @@ fn expect(response: &ApiResponse, status: u16, what: &str) {
         );
         std::process::exit(1);
     }
-    println!("   → HTTP {} ({what})", response.status);
 }
 
 fn require(condition: bool, what: &str) {
@@ -121,6 +126,91 @@ fn print_run(run: &Value) {
     );
     if !run["error"].is_null() {
         show("error", &run["error"]);
+    }
+}
+
+/// The file dropped before the bucket notification was configured: only the poll finds it.
+const EARLY_FILE: &str = "incoming/orders/orders 2026-11-23 +returns.csv";
+
+/// Orders as a store's system writes them, one row per id; `typo` replaces one id's line.
+fn orders_csv(ids: std::ops::Range<u32>, typo: Option<(u32, &str)>) -> String {
+    let mut text = String::from("order_id,store,total,placed_at\n");
+    for id in ids {
+        match typo {
+            Some((at, line)) if at == id => text.push_str(line),
+            _ => text.push_str(&format!(
+                "{id},store {},{}.{:02},2026-12-07T{:02}:{:02}:00Z",
+                id % 7,
+                id * 3 % 200,
+                id % 100,
+                id / 60 % 24,
+                id % 60
+            )),
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// Polls the Files API until `count` files have a final status; they come newest first.
+async fn wait_for_files(api: &Api<'_>, path: &str, count: usize) -> Vec<Value> {
+    let since = std::time::Instant::now();
+    loop {
+        let listed = api.get(path).await;
+        expect_quietly(&listed, 200, "the Files API answers");
+        let files = listed.body["items"].as_array().cloned().unwrap_or_default();
+        let decided = files
+            .iter()
+            .filter(|f| {
+                matches!(
+                    f["status"].as_str(),
+                    Some("succeeded" | "failed" | "quarantined")
+                )
+            })
+            .count();
+        if decided >= count {
+            return files;
+        }
+        require(
+            since.elapsed() < std::time::Duration::from_secs(120),
+            "the files are decided within 2 minutes (is the poller running? .local-stack/poller.log)",
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+fn print_file(file: &Value) {
+    let destination = &file["destination"];
+    let went = match destination["action"].as_str() {
+        Some("moved") => format!(
+            "moved to {}",
+            destination["key"].as_str().unwrap_or_default()
+        ),
+        Some(action) => action.replace('_', " "),
+        None => "not placed yet".to_owned(),
+    };
+    println!(
+        "   - {} [{}, found by {}]: {} rows loaded, {} rejected, {} B, {went}",
+        file["key"].as_str().unwrap_or_default(),
+        file["status"].as_str().unwrap_or_default(),
+        file["found_by"].as_str().unwrap_or_default(),
+        file["rows_loaded"],
+        file["rows_rejected"],
+        file["size_bytes"],
+    );
+    if let Some(errors) = file["errors_key"].as_str() {
+        println!("       bad rows listed in {errors}");
+    }
+    if !file["error"].is_null() {
+        println!(
+            "       {}: {}",
+            file["error"]["reason"].as_str().unwrap_or_default(),
+            file["error"]["message"].as_str().unwrap_or_default()
+        );
+        println!(
+            "       what to do: {}",
+            file["error"]["remediation"].as_str().unwrap_or_default()
+        );
     }
 }
 
@@ -373,8 +463,8 @@ async fn main() {
         .s3
         .put_object()
         .bucket(&drop_bucket)
-        .key("incoming/orders/orders 2026-11-23 +returns.csv")
-        .body(b"order_id,total\n1,9.90\n".to_vec().into())
+        .key(EARLY_FILE)
+        .body(orders_csv(1..2, None).into_bytes().into())
         .send()
         .await
         .expect("a first file");
@@ -396,6 +486,137 @@ async fn main() {
         "secret must not be stored in DynamoDB",
     );
     println!("   the secret access key appears nowhere in the item ✓");
+
+    walk.step("Acme applies the event notification from the setup and drops a day's files");
+    customer
+        .apply_event_notification(&drop_bucket, &ingest_setup.body["event_notification"])
+        .await;
+    let mut gzipped = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzipped
+        .write_all(orders_csv(100..125, None).as_bytes())
+        .expect("gzip");
+    let drops: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "incoming/orders/2026/12/07/orders 07 +returns.csv",
+            orders_csv(10..50, None).into_bytes(),
+        ),
+        (
+            "incoming/orders/café 日本 100%2B.csv.gz",
+            gzipped.finish().expect("gzip"),
+        ),
+        (
+            "incoming/orders/orders with a typo.csv",
+            orders_csv(
+                200..210,
+                Some((205, "205,store 5,12,50 EUR,2026-12-07T10:05:00Z")),
+            )
+            .into_bytes(),
+        ),
+        ("incoming/orders/empty.csv", Vec::new()),
+    ];
+    for (key, body) in &drops {
+        customer.put_object(&drop_bucket, key, body.clone()).await;
+        println!("   dropped s3://{drop_bucket}/{key} ({} B)", body.len());
+    }
+
+    walk.step("S3 → SQS → s3-ingest: each file is loaded once, then moved by the folder rules");
+    let files_path = format!("/connectors/{ingest_id}/files");
+    let files = wait_for_files(&api, &files_path, drops.len()).await;
+    for file in &files {
+        print_file(file);
+    }
+    let status_of = |files: &[Value], key: &str| {
+        files
+            .iter()
+            .find(|f| f["key"] == key)
+            .map(|f| f["status"].as_str().unwrap_or_default().to_owned())
+    };
+    require(
+        status_of(&files, drops[0].0).as_deref() == Some("succeeded")
+            && status_of(&files, drops[1].0).as_deref() == Some("succeeded")
+            && status_of(&files, drops[2].0).as_deref() == Some("failed")
+            && status_of(&files, drops[3].0).as_deref() == Some("failed"),
+        "good files load, the file with a bad row and the empty file fail",
+    );
+
+    walk.step("The scheduled poll finds the file dropped before the notification existed");
+    let scheduled = json!({"version": "0", "id": "walkthrough-poll", "detail-type": "Scheduled Event",
+        "source": "aws.events", "time": "2026-12-07T00:00:00Z", "region": "us-east-1",
+        "resources": [], "detail": {}});
+    let report = stack.invoke("s3-ingest", &scheduled).await;
+    println!("   poll report: {report}");
+    let files = wait_for_files(&api, &files_path, drops.len() + 1).await;
+    let early = files
+        .iter()
+        .find(|f| f["key"] == EARLY_FILE)
+        .expect("the early file is in the Files API");
+    print_file(early);
+    require(
+        early["status"] == "succeeded" && early["found_by"] == "poll",
+        "the poll loads the file no notification announced",
+    );
+
+    walk.step("Where everything is now in Acme's bucket");
+    list_bucket(&customer, &drop_bucket).await;
+    let sidecar = "failed/orders/orders with a typo.csv.errors.jsonl";
+    let (errors, _) = customer.object(&drop_bucket, sidecar).await;
+    println!("   {sidecar}:");
+    for line in String::from_utf8_lossy(&errors).lines() {
+        println!("     {line}");
+    }
+
+    walk.step("The rows in the platform's lake: one part per good file, schema inferred");
+    let parts = lake
+        .parts_after(&tenant, "orders", None)
+        .await
+        .expect("orders parts");
+    for part in &parts {
+        println!("   part {}: {} rows, {} B", part.seq, part.rows, part.bytes);
+    }
+    let schema = lake
+        .table_schema(&tenant, "orders")
+        .await
+        .expect("orders schema")
+        .expect("the table exists");
+    let columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect();
+    println!("   orders: {}", columns.join(", "));
+    let lake_rows: u64 = parts.iter().map(|p| p.rows).sum();
+    require(
+        parts.len() == 3 && lake_rows == 40 + 25 + 1,
+        "three files loaded, each exactly once",
+    );
+
+    walk.step("Acme adds the ingested table to its export; the next run ships it");
+    let current = api.get(&format!("/connectors/{export_id}")).await.body;
+    let patched = api
+        .patch(
+            &format!("/connectors/{export_id}"),
+            current["version"].as_u64().unwrap(),
+            &json!({"export": {"tables": [{"name": "sales"}, {"name": "stores"}, {"name": "orders"}]}}),
+        )
+        .await;
+    expect(&patched, 200, "orders added to the export");
+    let run = run_now(&api, &export_id).await;
+    print_run(&run);
+    let shipped = run["files"]
+        .as_array()
+        .and_then(|files| files.iter().find(|f| f["table"] == "orders"))
+        .cloned()
+        .unwrap_or_default();
+    require(
+        run["status"] == "succeeded" && shipped["rows"] == lake_rows,
+        "every ingested row is exported",
+    );
+    println!(
+        "   s3://{export_bucket}/{}: {} rows, sha256 {}",
+        shipped["key"].as_str().unwrap_or_default(),
+        shipped["rows"],
+        shipped["sha256"].as_str().unwrap_or_default()
+    );
 
     walk.step("Acme lists its connectors, one per page");
     for page in api.pages(1).await {

@@ -2,6 +2,7 @@
 //! the lake, with the crashes and races an emulator cannot produce on demand.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 
 use arrow_array::{Array, Int64Array, StringArray};
 use serde_json::json;
@@ -697,4 +698,107 @@ async fn the_poll_loads_what_no_notification_brought_and_nothing_twice() {
     w.drop_file("incoming/later.csv", "id,name\n5,eve\n");
     let late = w.service.poll(Some(Instant::now())).await.unwrap();
     assert_eq!((late.files, late.left_for_next_poll), (0, 1), "{late:?}");
+}
+
+/// Set in the child process [`a_file_larger_than_the_memory_limit_loads`] starts.
+const UNDER_MEMORY_LIMIT: &str = "INGEST_TEST_UNDER_MEMORY_LIMIT";
+/// The child's data segment limit (RLIMIT_DATA: heap and private anonymous mappings).
+const MEMORY_LIMIT_MIB: u64 = 256;
+
+/// A file larger than the memory the process may use loads. The test re-runs this binary for
+/// [`loads_a_file_twice_the_memory_limit`] in a child whose data segment is capped, so memory
+/// that grew with the file would abort the child at its first refused allocation.
+#[test]
+fn a_file_larger_than_the_memory_limit_loads() {
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -d {} && exec \"$0\" \"$@\"",
+            MEMORY_LIMIT_MIB * 1024
+        ))
+        .arg(exe)
+        .args([
+            "ingest::service::tests::loads_a_file_twice_the_memory_limit",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(UNDER_MEMORY_LIMIT, "1")
+        .output()
+        .expect("the child runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the child failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+}
+
+/// Only meaningful under the limit; run through [`a_file_larger_than_the_memory_limit_loads`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by a_file_larger_than_the_memory_limit_loads, in a process with capped memory"]
+async fn loads_a_file_twice_the_memory_limit() {
+    assert_eq!(
+        std::env::var(UNDER_MEMORY_LIMIT).as_deref(),
+        Ok("1"),
+        "run through a_file_larger_than_the_memory_limit_loads"
+    );
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("/proc/self/limits");
+    let data_limit = limits
+        .lines()
+        .find(|l| l.starts_with("Max data size"))
+        .expect("a data size limit line");
+    assert!(
+        data_limit.contains(&(MEMORY_LIMIT_MIB << 20).to_string()),
+        "the limit is in force: {data_limit}"
+    );
+    // 256 KiB of distinct rows repeated: zstd's window spans a repeat, so the stored object stays
+    // small while its content is twice the limit.
+    let mut chunk = String::new();
+    let mut chunk_rows = 0u64;
+    while chunk.len() < 256 << 10 {
+        chunk.push_str(&format!(
+            "{chunk_rows},customer {},{}.{:02},2026-12-0{}T10:00:00Z\n",
+            chunk_rows * 7919 % 10_007,
+            chunk_rows % 1_000,
+            chunk_rows % 100,
+            chunk_rows % 9 + 1
+        ));
+        chunk_rows += 1;
+    }
+    let header = "id,name,amount,at\n";
+    let repeats = ((2 * MEMORY_LIMIT_MIB) << 20) / chunk.len() as u64 + 1;
+    let mut encoder = zstd::Encoder::new(Vec::new(), 1).expect("zstd");
+    encoder.write_all(header.as_bytes()).unwrap();
+    for _ in 0..repeats {
+        encoder.write_all(chunk.as_bytes()).unwrap();
+    }
+    let compressed = encoder.finish().unwrap();
+    let content = header.len() as u64 + repeats * chunk.len() as u64;
+    assert!(content > (2 * MEMORY_LIMIT_MIB) << 20);
+    assert!(compressed.len() < 16 << 20, "{} bytes", compressed.len());
+
+    let w = world(json!({"table": "orders"}));
+    w.lake.forget_rows();
+    w.storage
+        .put_object(BUCKET, "incoming/huge.csv.zst", &compressed);
+    drop(compressed);
+    let file = finished(w.deliver("incoming/huge.csv.zst").await.unwrap());
+    assert_eq!(file.status, FileStatus::Succeeded, "{file:?}");
+    assert_eq!(file.rows_loaded, repeats * chunk_rows);
+    assert_eq!(file.content_bytes, content);
+    assert!(w.parts() > 1, "{file:?}");
+    assert!(
+        w.keys().is_empty(),
+        "the good file is deleted: {:?}",
+        w.keys()
+    );
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("VmHWM unknown");
+    eprintln!("{content} bytes of CSV loaded under a {MEMORY_LIMIT_MIB} MiB data limit; {peak}");
 }
