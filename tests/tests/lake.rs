@@ -333,3 +333,75 @@ async fn a_part_file_unlike_its_catalog_entry_reads_as_corrupt() {
         Ok(_) => panic!("expected NoSuchKey, the part read"),
     }
 }
+
+/// A load whose parts were written against an older schema of the table is withdrawn whole at
+/// commit, and commits once written again against the table's schema.
+#[tokio::test]
+async fn a_load_that_does_not_extend_the_tables_schema_is_withdrawn() {
+    use arrow_array::{Float64Array, Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use shared::lake::LoadState;
+    use shared::lake::part_file::encode_part;
+
+    let stack = Stack::connect().await;
+    let lake = lake(&stack);
+    let tenant = unique_tenant("lake-schema");
+    let batch = |total: Arc<dyn arrow_array::Array>, data_type: DataType| {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("total", data_type, true),
+        ]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2])), total]).unwrap()
+    };
+    let as_float = batch(
+        Arc::new(Float64Array::from(vec![1.5, 2.5])),
+        DataType::Float64,
+    );
+    let as_text = batch(
+        Arc::new(StringArray::from(vec!["1.5", "12.50 EUR"])),
+        DataType::Utf8,
+    );
+    let stage = |batch: &RecordBatch| {
+        let part = encode_part("orders", std::slice::from_ref(batch)).expect("encodes");
+        lake.stage_part(&tenant, "orders", part)
+    };
+    // Both loads staged against the empty table; the float one commits first.
+    let first = stage(&as_float).await.expect("stages");
+    let second = stage(&as_text).await.expect("stages");
+    assert_eq!(
+        lake.commit_load(&tenant, "orders", "load-float", &[first])
+            .await
+            .expect("commits"),
+        vec![1]
+    );
+    let refused = lake
+        .commit_load(&tenant, "orders", "load-text", &[second])
+        .await
+        .expect_err("the text load no longer fits the table");
+    assert!(
+        matches!(&refused, LakeError::SchemaChanged { table, .. } if table == "orders"),
+        "{refused}"
+    );
+    assert_eq!(
+        lake.load_state(&tenant, "orders", "load-text")
+            .await
+            .unwrap(),
+        LoadState::Absent,
+        "nothing of the withdrawn load is recorded"
+    );
+    assert_eq!(
+        lake.parts_after(&tenant, "orders", None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Written again against the table's schema, the same load id commits.
+    let again = stage(&as_float).await.expect("stages");
+    assert_eq!(
+        lake.commit_load(&tenant, "orders", "load-text", &[again])
+            .await
+            .expect("commits"),
+        vec![2]
+    );
+}

@@ -30,7 +30,7 @@ use crate::error::AwsCallError;
 use arrow_schema::SchemaRef;
 
 use crate::lake::part_file::{EncodedPart, decode_part, encode_part};
-use crate::lake::schema::{schema_from_json, schema_to_json};
+use crate::lake::schema::{extends, schema_from_json, schema_to_json};
 use crate::lake::{
     Lake, LakeError, LakePart, LoadState, PartBatches, StagedPart, validate_table_name,
     validate_tenant_id,
@@ -232,6 +232,10 @@ impl DynamoLake {
             reason: format!("schema: {e}"),
         })?;
         let head = self.head(tenant_id, table).await?;
+        if done == 0 {
+            self.check_extends(tenant_id, table, load_id, &head, &schema)
+                .await?;
+        }
         let created_at = now();
         let parts: Vec<LakePart> = (done..end)
             .enumerate()
@@ -277,6 +281,57 @@ impl DynamoLake {
             Err(e) if e.as_service_error().is_some_and(lost_the_race) => Ok(Commit::Lost),
             Err(e) => Err(AwsCallError::from_sdk("dynamodb", "TransactWriteItems", &e).into()),
         }
+    }
+
+    /// Before a load's first part goes in: its schema must extend the table's. If another load
+    /// changed the schema since the parts were written, the manifest is withdrawn (nothing of
+    /// the load is committed yet) and the load must be parsed again. Later chunks of a load
+    /// are not checked: its first parts are in, and the load is finished as recorded.
+    async fn check_extends(
+        &self,
+        tenant_id: &str,
+        table: &str,
+        load_id: &str,
+        head: &Head,
+        schema: &SchemaRef,
+    ) -> Result<(), LakeError> {
+        let Some(head_json) = &head.schema_json else {
+            return Ok(());
+        };
+        let table_schema = schema_from_json(head_json).map_err(|e| LakeError::Corrupt {
+            key: format!("{} head", table_id(tenant_id, table)),
+            reason: format!("schema: {e}"),
+        })?;
+        if extends(&table_schema, schema) {
+            return Ok(());
+        }
+        let result = self
+            .dynamodb
+            .delete_item()
+            .table_name(&self.catalog_table)
+            .set_key(Some(catalog_key(
+                &load_table_id(tenant_id, table, load_id),
+                HEAD_SEQ,
+            )))
+            .condition_expression("size(seqs) = :none")
+            .expression_attribute_values(":none", number(0))
+            .send()
+            .await;
+        match result {
+            Ok(_) => {}
+            // A concurrent commit of the same load got a chunk in after all: finish it as is.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                return Ok(());
+            }
+            Err(e) => return Err(AwsCallError::from_sdk("dynamodb", "DeleteItem", &e).into()),
+        }
+        Err(LakeError::SchemaChanged {
+            table: table.to_owned(),
+            schema: head_json.clone(),
+        })
     }
 
     async fn head(&self, tenant_id: &str, table: &str) -> Result<Head, LakeError> {
@@ -340,6 +395,8 @@ enum Commit {
 struct Head {
     last_seq: u64,
     last_key: Option<String>,
+    /// The schema of the last part, as the catalog stores it.
+    schema_json: Option<String>,
 }
 
 /// Only a failed condition or a concurrent transaction on the same items means another append
@@ -634,7 +691,15 @@ fn head_from_item(table_id: &str, item: &Item) -> Result<Head, LakeError> {
         Some(AttributeValue::S(key)) => Some(key.clone()),
         _ => None,
     };
-    Ok(Head { last_seq, last_key })
+    let schema_json = match item.get("schema") {
+        Some(AttributeValue::S(schema)) => Some(schema.clone()),
+        _ => None,
+    };
+    Ok(Head {
+        last_seq,
+        last_key,
+        schema_json,
+    })
 }
 
 fn part_from_item(tenant_id: &str, table: &str, item: &Item) -> Result<LakePart, LakeError> {
@@ -908,7 +973,7 @@ impl Lake for DynamoLake {
                 .await?
                 .ok_or_else(|| LakeError::Corrupt {
                     key: load_table_id(tenant_id, table, load_id),
-                    reason: "the load's manifest disappeared".to_owned(),
+                    reason: "the load's manifest was withdrawn (the table's schema changed under a concurrent commit of the same load); load again".to_owned(),
                 })?;
         }
         Ok(manifest.seqs)
@@ -1158,8 +1223,18 @@ mod tests {
             head_from_item("acme#sales", &head).expect("reads"),
             Head {
                 last_seq: 12,
-                last_key: Some("k".into())
+                last_key: Some("k".into()),
+                schema_json: None,
             }
+        );
+        let mut with_schema = head.clone();
+        with_schema.insert("schema".to_owned(), AttributeValue::S("[]".into()));
+        assert_eq!(
+            head_from_item("acme#sales", &with_schema)
+                .expect("reads")
+                .schema_json
+                .as_deref(),
+            Some("[]")
         );
         let broken: Item = HashMap::from([("last_seq".to_owned(), AttributeValue::S("12".into()))]);
         assert!(head_from_item("acme#sales", &broken).is_err());

@@ -12,7 +12,7 @@ use crate::error::AwsCallError;
 use arrow_schema::SchemaRef;
 
 use crate::lake::part_file::{EncodedPart, decode_part};
-use crate::lake::schema::lake_schema;
+use crate::lake::schema::{extends, lake_schema, schema_to_json};
 use crate::lake::{
     Lake, LakeError, LakePart, LoadState, PartBatches, StagedPart, schema_id, validate_table_name,
     validate_tenant_id,
@@ -63,6 +63,8 @@ struct State {
     /// Staged parts are checked and counted but their rows are not kept (loads larger than
     /// the test's memory).
     forget_rows: bool,
+    /// Parts another load commits just before the next `commit_load` (a race it loses).
+    commit_first: Vec<(String, String, Vec<RecordBatch>)>,
 }
 
 #[derive(Default)]
@@ -180,6 +182,14 @@ impl MemoryLake {
     }
 
     /// Objects staged so far (committed or not).
+    /// Another load commits `batches` as a part of the table right before the next
+    /// `commit_load`: the race a load loses when two files of a table load at once.
+    pub fn commit_first(&self, tenant_id: &str, table: &str, batches: Vec<RecordBatch>) {
+        self.state()
+            .commit_first
+            .push((tenant_id.to_owned(), table.to_owned(), batches));
+    }
+
     /// Keeps no rows of the parts staged from now on: each part is still decoded whole (so a
     /// corrupt one fails as before) and counted, but reads of it find no batches.
     pub fn forget_rows(&self) {
@@ -390,6 +400,10 @@ impl Lake for MemoryLake {
         validate_table_name(table)?;
         validate_tenant_id(tenant_id, table)?;
         let id = (tenant_id.to_owned(), table.to_owned(), load_id.to_owned());
+        let racing = std::mem::take(&mut self.state().commit_first);
+        for (tenant, table, batches) in racing {
+            self.append_at(&tenant, &table, &batches, Utc::now())?;
+        }
         let mut state = self.state();
         if state.failing_appends > 0 {
             state.failing_appends -= 1;
@@ -407,6 +421,22 @@ impl Lake for MemoryLake {
             return Err(LakeError::Invalid {
                 table: table.to_owned(),
                 reason: format!("load {load_id} has no part to commit"),
+            });
+        }
+        // As the adapter: the first part must extend the table's schema, or the load is
+        // withdrawn to be parsed again.
+        let table_schema = state
+            .tables
+            .get(&(tenant_id.to_owned(), table.to_owned()))
+            .and_then(|parts| parts.last())
+            .map(|last| last.part.schema.clone());
+        if let Some(table_schema) = table_schema
+            && !extends(&table_schema, &recorded[0].schema)
+        {
+            state.loads.remove(&id);
+            return Err(LakeError::SchemaChanged {
+                table: table.to_owned(),
+                schema: schema_to_json(&table_schema).unwrap_or_default(),
             });
         }
         let mut seqs = Vec::new();

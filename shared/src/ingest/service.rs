@@ -38,6 +38,10 @@ use crate::ports::{
     SecurityTokenService, UploadedPart, WriteOptions,
 };
 
+/// Parses of one file in one attempt: each lost race on the table's schema (another file of
+/// the table committed first and changed it) costs one; past this the file is retried later.
+const MAX_PARSES: u32 = 3;
+
 /// How the service loads and moves.
 #[derive(Debug, Clone)]
 pub struct IngestSettings {
@@ -658,74 +662,87 @@ where
                 .map_err(Failure::ours)?;
             return Ok(());
         }
-        let table_schema = self
-            .lake
-            .table_schema(&tenant, &table)
-            .await
-            .map_err(Failure::lake)?;
-        let parsed = self
-            .parse(connector, options, store, file, head, table_schema)
-            .await?;
-        if let Some(e) = parsed.read_failure {
-            if e.effective_code() == Some("PreconditionFailed") {
-                return Err(Failure::Superseded);
-            }
-            return Err(Failure::bucket(
-                connector,
-                e,
-                "s3:GetObject",
-                "reading the file",
-            ));
-        }
-        let decided = self.decide(options, parsed)?;
-        let good = matches!(decided.0.verdict, Verdict::Loaded { .. });
-        let place = placement(options, &connector.prefix, &file.file.key, good);
-        let (loaded, staged) = decided;
-        if let Some(lines) = &loaded.sidecar {
-            let key = sidecar_key(&file.file.key, &place);
-            let options = WriteOptions {
-                bucket_owner_full_control: connector.auth.mode() == AuthMode::BucketPolicy,
-                content_type: Some("application/x-ndjson".to_owned()),
-                ..WriteOptions::default()
-            };
-            store
-                .put(&key, Body::new(lines.clone()), &options)
+        // Parses of this file: a lost race on the table's schema costs one more.
+        let mut parses = 0;
+        loop {
+            parses += 1;
+            let table_schema = self
+                .lake
+                .table_schema(&tenant, &table)
                 .await
-                .map_err(|e| {
-                    Failure::bucket(connector, e, "s3:PutObject", &format!("writing {key}"))
-                })?;
-            file.sidecar_key = Some(key);
-        }
-        file.rows_loaded = loaded.rows_loaded;
-        file.rows_rejected = loaded.rows_rejected;
-        file.content_bytes = loaded.content_bytes;
-        file.placement = Some(place);
-        file.duration_ms = Some(started.elapsed().as_millis() as u64);
-        if let Verdict::Refused { error } = &loaded.verdict {
-            file.error = Some(error.clone());
-            file.verdict = Some(loaded.verdict.clone());
+                .map_err(Failure::lake)?;
+            let parsed = self
+                .parse(connector, options, store, file, head, table_schema)
+                .await?;
+            if let Some(e) = parsed.read_failure {
+                if e.effective_code() == Some("PreconditionFailed") {
+                    return Err(Failure::Superseded);
+                }
+                return Err(Failure::bucket(
+                    connector,
+                    e,
+                    "s3:GetObject",
+                    "reading the file",
+                ));
+            }
+            let decided = self.decide(options, parsed)?;
+            let good = matches!(decided.0.verdict, Verdict::Loaded { .. });
+            let place = placement(options, &connector.prefix, &file.file.key, good);
+            let (loaded, staged) = decided;
+            if let Some(lines) = &loaded.sidecar {
+                let key = sidecar_key(&file.file.key, &place);
+                let options = WriteOptions {
+                    bucket_owner_full_control: connector.auth.mode() == AuthMode::BucketPolicy,
+                    content_type: Some("application/x-ndjson".to_owned()),
+                    ..WriteOptions::default()
+                };
+                store
+                    .put(&key, Body::new(lines.clone()), &options)
+                    .await
+                    .map_err(|e| {
+                        Failure::bucket(connector, e, "s3:PutObject", &format!("writing {key}"))
+                    })?;
+                file.sidecar_key = Some(key);
+            }
+            file.rows_loaded = loaded.rows_loaded;
+            file.rows_rejected = loaded.rows_rejected;
+            file.content_bytes = loaded.content_bytes;
+            file.placement = Some(place);
+            file.duration_ms = Some(started.elapsed().as_millis() as u64);
+            if let Verdict::Refused { error } = &loaded.verdict {
+                file.error = Some(error.clone());
+                file.verdict = Some(loaded.verdict.clone());
+                return self
+                    .save(file, FileStatus::Processing)
+                    .await
+                    .map_err(Failure::ours);
+            }
+            // The counts first: a crash after the commit finds them here.
+            self.save(file, FileStatus::Processing)
+                .await
+                .map_err(Failure::ours)?;
+            let seqs = if staged.is_empty() {
+                Vec::new()
+            } else {
+                match self
+                    .lake
+                    .commit_load(&tenant, &table, &file.object_id, &staged)
+                    .await
+                {
+                    Ok(seqs) => seqs,
+                    // Another file of the table loaded first and changed its schema: parse again
+                    // against the table as it is now (nothing of this load went in).
+                    Err(LakeError::SchemaChanged { .. }) if parses < MAX_PARSES => continue,
+                    Err(e) => return Err(Failure::lake(e)),
+                }
+            };
+            file.verdict = Some(Verdict::Loaded { parts: seqs });
+            file.duration_ms = Some(started.elapsed().as_millis() as u64);
             return self
                 .save(file, FileStatus::Processing)
                 .await
                 .map_err(Failure::ours);
         }
-        // The counts first: a crash after the commit finds them here.
-        self.save(file, FileStatus::Processing)
-            .await
-            .map_err(Failure::ours)?;
-        let seqs = if staged.is_empty() {
-            Vec::new()
-        } else {
-            self.lake
-                .commit_load(&tenant, &table, &file.object_id, &staged)
-                .await
-                .map_err(Failure::lake)?
-        };
-        file.verdict = Some(Verdict::Loaded { parts: seqs });
-        file.duration_ms = Some(started.elapsed().as_millis() as u64);
-        self.save(file, FileStatus::Processing)
-            .await
-            .map_err(Failure::ours)
     }
 
     /// Parses on a blocking thread, staging parts as they fill.
@@ -840,9 +857,9 @@ where
         options: &IngestOptions,
         parsed: Parsed,
     ) -> Result<(Loaded, Vec<StagedPart>), Failure> {
-        let sidecar_note = |bad: u64| {
+        let sidecar_note = || {
             format!(
-                "{bad} bad rows (listed in the file's .errors.jsonl beside where it went); {}",
+                "(listed in the file's .errors.jsonl beside where it went); {}",
                 options.reject.describe()
             )
         };
@@ -873,9 +890,9 @@ where
                         problem(
                             "too_many_bad_rows",
                             format!(
-                                "{} of {total} rows: {}",
+                                "{} of {total} rows are bad {}",
                                 summary.bad_rows,
-                                sidecar_note(summary.bad_rows)
+                                sidecar_note()
                             ),
                             "fix the rows the sidecar lists and upload the file again, or allow more bad rows with ingest.reject",
                         ),
@@ -899,8 +916,9 @@ where
                 problem(
                     "too_many_bad_rows",
                     format!(
-                        "the load stopped at {rejected} bad rows: {}",
-                        sidecar_note(rejected)
+                        "loading stopped at {rejected} bad {} {}",
+                        if rejected == 1 { "row" } else { "rows" },
+                        sidecar_note()
                     ),
                     "fix the rows the sidecar lists and upload the file again, or allow more bad rows with ingest.reject",
                 ),

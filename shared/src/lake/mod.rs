@@ -70,6 +70,11 @@ pub enum LakeError {
     Corrupt { key: String, reason: String },
     #[error("lake table {table}: {reason}")]
     Invalid { table: String, reason: String },
+    /// A load's parts do not extend the table's schema, which another load changed since the
+    /// parts were written ([`schema::extends`]); nothing of the load is committed or recorded,
+    /// so it can be parsed again against the table as it is now.
+    #[error("lake table {table}: another load changed its schema first ({schema}); load again")]
+    SchemaChanged { table: String, schema: String },
 }
 
 /// A part written to the lake bucket but not in the catalog: no reader sees it until a load

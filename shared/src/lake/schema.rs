@@ -207,9 +207,92 @@ pub fn schema_from_json(text: &str) -> Result<SchemaRef, SchemaError> {
     lake_schema(&Schema::new(fields))
 }
 
+/// Whether parts of schema `next` may follow parts of schema `table` in one table: the table's
+/// columns first, in their order, with their types and nullability, then only nullable new
+/// columns. This is the shape the ingest parser gives a later file (docs/architecture.md,
+/// "Ingest"); anything else would leave readers two types for one column.
+pub fn extends(table: &Schema, next: &Schema) -> bool {
+    let (old, new) = (table.fields(), next.fields());
+    old.len() <= new.len()
+        && old.iter().zip(new.iter()).all(|(a, b)| {
+            a.name() == b.name()
+                && a.data_type() == b.data_type()
+                && a.is_nullable() == b.is_nullable()
+        })
+        && new[old.len()..].iter().all(|f| f.is_nullable())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schema_extends_its_table_only_by_appending_nullable_columns() {
+        let field =
+            |name: &str, data_type: DataType, nullable: bool| Field::new(name, data_type, nullable);
+        let table = Schema::new(vec![
+            field("id", DataType::Int64, false),
+            field("total", DataType::Float64, true),
+        ]);
+        let with = |extra: Vec<Field>| {
+            let mut fields: Vec<Field> = table.fields().iter().map(|f| (**f).clone()).collect();
+            fields.extend(extra);
+            Schema::new(fields)
+        };
+        let cases: Vec<(&str, Schema, bool)> = vec![
+            ("the same columns", table.clone(), true),
+            (
+                "a new nullable column",
+                with(vec![field("note", DataType::Utf8, true)]),
+                true,
+            ),
+            (
+                "a new required column",
+                with(vec![field("note", DataType::Utf8, false)]),
+                false,
+            ),
+            (
+                "another type",
+                Schema::new(vec![
+                    field("id", DataType::Int64, false),
+                    field("total", DataType::Utf8, true),
+                ]),
+                false,
+            ),
+            (
+                "other nullability",
+                Schema::new(vec![
+                    field("id", DataType::Int64, true),
+                    field("total", DataType::Float64, true),
+                ]),
+                false,
+            ),
+            (
+                "a column missing",
+                Schema::new(vec![field("id", DataType::Int64, false)]),
+                false,
+            ),
+            (
+                "the columns reordered",
+                Schema::new(vec![
+                    field("total", DataType::Float64, true),
+                    field("id", DataType::Int64, false),
+                ]),
+                false,
+            ),
+            (
+                "a column renamed",
+                Schema::new(vec![
+                    field("id", DataType::Int64, false),
+                    field("amount", DataType::Float64, true),
+                ]),
+                false,
+            ),
+        ];
+        for (case, next, expected) in cases {
+            assert_eq!(extends(&table, &next), expected, "{case}");
+        }
+    }
 
     #[test]
     fn column_types_read_and_print_the_same() {

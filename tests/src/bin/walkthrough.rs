@@ -508,19 +508,26 @@ async fn main() {
             "incoming/orders/orders with a typo.csv",
             orders_csv(
                 200..210,
-                Some((205, "205,store 5,12,50 EUR,2026-12-07T10:05:00Z")),
+                Some((205, "205,store 5,12,50,2026-12-07T10:05:00Z")),
             )
             .into_bytes(),
         ),
         ("incoming/orders/empty.csv", Vec::new()),
     ];
-    for (key, body) in &drops {
+    let files_path = format!("/connectors/{ingest_id}/files");
+    for (at, (key, body)) in drops.iter().enumerate() {
         customer.put_object(&drop_bucket, key, body.clone()).await;
         println!("   dropped s3://{drop_bucket}/{key} ({} B)", body.len());
+        if at == 0 {
+            // The table's schema comes from its first file: let that be a good one.
+            wait_for_files(&api, &files_path, 1).await;
+            println!(
+                "     (loaded before the next drops: the orders table takes its schema from it)"
+            );
+        }
     }
 
     walk.step("S3 → SQS → s3-ingest: each file is loaded once, then moved by the folder rules");
-    let files_path = format!("/connectors/{ingest_id}/files");
     let files = wait_for_files(&api, &files_path, drops.len()).await;
     for file in &files {
         print_file(file);

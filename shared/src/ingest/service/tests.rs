@@ -402,6 +402,10 @@ async fn too_many_bad_rows_fail_the_file_and_load_nothing_of_it() {
     assert_eq!(file.status, FileStatus::Failed);
     let error = file.error.clone().unwrap();
     assert_eq!(error.reason, "too_many_bad_rows");
+    assert_eq!(
+        error.message,
+        "loading stopped at 1 bad row (listed in the file's .errors.jsonl beside where it went); no bad row is accepted"
+    );
     assert!(error.remediation.contains("ingest.reject"), "{error:?}");
     assert_eq!(file.rows_loaded, 0);
     assert_eq!(w.parts(), 0);
@@ -412,6 +416,12 @@ async fn too_many_bad_rows_fail_the_file_and_load_nothing_of_it() {
         w.drop_file("incoming/a.csv", ONE_BAD_ROW_CSV);
         let file = finished(w.deliver("incoming/a.csv").await.unwrap());
         assert_eq!(file.status, status, "{percent}");
+        if status == FileStatus::Failed {
+            assert_eq!(
+                file.error.unwrap().message,
+                "1 of 3 rows are bad (listed in the file's .errors.jsonl beside where it went); at most 30 % of the rows may be bad"
+            );
+        }
         // Without folders the sidecar sits beside the source key.
         assert_eq!(
             file.sidecar_key.as_deref(),
@@ -578,6 +588,53 @@ async fn a_large_file_becomes_several_parts_committed_together() {
     let ids = w.lake_ids();
     assert_eq!(ids.len(), 200_000);
     assert!(ids.iter().enumerate().all(|(i, id)| *id == i as i64));
+}
+
+/// Two first files of a table loading at once each infer a schema; the one that commits second
+/// is parsed again against the schema the first gave the table, so the table never holds two
+/// types for one column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_loses_the_race_for_the_first_schema_is_parsed_again() {
+    use arrow_array::{Float64Array, RecordBatch};
+    use arrow_schema::{DataType, Field, Schema};
+    let winner = || {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("total", DataType::Float64, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(vec![1])),
+                Arc::new(Float64Array::from(vec![9.5])),
+            ],
+        )
+        .unwrap()
+    };
+    // (file, its rows, what becomes of it once `total` is Float64)
+    let cases = [
+        // Inferred Int64 alone; read again as Float64 it fits.
+        ("id,total\n2,3\n4,5\n", FileStatus::Succeeded, vec![1, 2, 4]),
+        // Inferred Utf8 alone; read again, "12.50 EUR" is a bad row, and no bad row is accepted.
+        ("id,total\n2,12.50 EUR\n", FileStatus::Failed, vec![1]),
+    ];
+    for (csv, status, ids) in cases {
+        let w = world(json!({"table": "orders"}));
+        w.drop_file("incoming/late.csv", csv);
+        w.lake.commit_first("acme", "orders", vec![winner()]);
+        let file = finished(w.deliver("incoming/late.csv").await.unwrap());
+        assert_eq!(file.status, status, "{csv}: {file:?}");
+        assert_eq!(w.lake_ids(), ids, "{csv}");
+        let parts = w.lake.parts_after("acme", "orders", None).await.unwrap();
+        for part in &parts {
+            assert_eq!(
+                part.schema.field_with_name("total").unwrap().data_type(),
+                &DataType::Float64,
+                "{csv}: part {}",
+                part.seq
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
