@@ -238,22 +238,15 @@ fn seed_table(flags: &Flags) -> Result<SeedTable, BenchError> {
 }
 
 /// A Parquet file of `--mib` MiB of a sample table, with the writer settings of lake part files
-/// (`shared::lake::part_file`: zstd, page statistics, 128 Ki rows a row group), written as
-/// rows are generated.
+/// (`shared::lake::part_file::part_properties`), written as rows are generated.
 fn write_parquet(flags: &Flags) -> Result<Value, BenchError> {
     use parquet::arrow::ArrowWriter;
-    use parquet::basic::{Compression, ZstdLevel};
-    use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
     let table = seed_table(flags)?;
     let target = flags.number("mib", 512)? * MIB;
     let seed = flags.number("seed", 1)?;
     let path = PathBuf::from(flags.text("file")?);
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(128 * 1024))
-        .build();
+    let properties = part_file::part_properties(&seed::schema(table));
     let file = File::create(&path).map_err(io_error(format!("create {}", path.display())))?;
     let parquet_error = |e: parquet::errors::ParquetError| {
         BenchError::Failed(format!("writing {}: {e}", path.display()))

@@ -397,6 +397,9 @@ where
                 raw: raw(),
             });
         }
+        // One UTF-8 check of the whole record instead of one per text field (a record with a
+        // bad byte in a field that is not text falls back to checking each field).
+        let record_text = fields.and_then(|f| std::str::from_utf8(f.as_slice()).ok());
         for (builder, value) in self.builders.iter_mut().zip(self.row.iter_mut()) {
             let cell = match std::mem::take(value) {
                 Value::Null => Cell::Null,
@@ -408,10 +411,13 @@ where
                 Value::Decimal(v) => Cell::Decimal(v),
                 Value::Text(text) => Cell::Text(Cow::Owned(text)),
                 Value::Field(n) => {
-                    let bytes = fields.and_then(|f| f.get(n)).unwrap_or_default();
-                    Cell::Text(Cow::Borrowed(
-                        std::str::from_utf8(bytes).unwrap_or_default(),
-                    ))
+                    let text = match (record_text, fields) {
+                        (Some(text), Some(f)) => f.range(n).and_then(|r| text.get(r)),
+                        _ => fields
+                            .and_then(|f| f.get(n))
+                            .and_then(|bytes| std::str::from_utf8(bytes).ok()),
+                    };
+                    Cell::Text(Cow::Borrowed(text.unwrap_or_default()))
                 }
             };
             builder.append(cell);

@@ -207,7 +207,13 @@ where
         let ascii = record.as_slice().is_ascii();
         for (at, field) in record.iter().enumerate() {
             let column_type = self.types[at];
-            let value = if field == self.null.as_slice() {
+            // The usual null value is empty: a length check, not a comparison per field.
+            let is_null = if self.null.is_empty() {
+                field.is_empty()
+            } else {
+                field == self.null.as_slice()
+            };
+            let value = if is_null {
                 Value::Null
             } else if column_type == ColumnType::String {
                 if !ascii && std::str::from_utf8(field).is_err() {
