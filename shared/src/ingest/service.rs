@@ -38,6 +38,12 @@ use crate::ports::{
     SecurityTokenService, UploadedPart, WriteOptions,
 };
 
+/// The output buffer reserved for a part cut at `part_bytes`: the cut comes after the batch
+/// that crosses it, and the encoder's size is an estimate, so a quarter more.
+pub fn part_capacity(part_bytes: usize) -> usize {
+    part_bytes + part_bytes / 4
+}
+
 /// Parses of one file in one attempt: each lost race on the table's schema (another file of
 /// the table committed first and changed it) costs one; past this the file is retried later.
 const MAX_PARSES: u32 = 3;
@@ -802,7 +808,12 @@ where
                     }
                     if encoder.is_none() {
                         encoder = Some(
-                            PartEncoder::new(&table, &batch.batch.schema()).map_err(Stop::Lake)?,
+                            PartEncoder::with_capacity(
+                                &table,
+                                &batch.batch.schema(),
+                                part_capacity(part_bytes),
+                            )
+                            .map_err(Stop::Lake)?,
                         );
                     }
                     let current = encoder.as_mut().expect("just set");

@@ -82,13 +82,24 @@ pub struct PartEncoder {
 impl PartEncoder {
     /// A part of `schema` (a lake schema: `lake_schema` of it is itself).
     pub fn new(table: &str, schema: &SchemaRef) -> Result<Self, LakeError> {
+        Self::with_capacity(table, schema, 0)
+    }
+
+    /// As [`PartEncoder::new`], with room for `bytes` of output reserved up front: a part cut
+    /// at a known size is then written without the buffer doubling on the way (a doubling
+    /// holds the old and the new buffer at once, the peak of an ingest's memory).
+    pub fn with_capacity(table: &str, schema: &SchemaRef, bytes: usize) -> Result<Self, LakeError> {
         let invalid = |reason: String| LakeError::Invalid {
             table: table.to_owned(),
             reason,
         };
         let schema = lake_schema(schema).map_err(|e| invalid(e.to_string()))?;
-        let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(part_properties(&schema)))
-            .map_err(|e| invalid(format!("a Parquet writer could not start: {e}")))?;
+        let writer = ArrowWriter::try_new(
+            Vec::with_capacity(bytes),
+            schema.clone(),
+            Some(part_properties(&schema)),
+        )
+        .map_err(|e| invalid(format!("a Parquet writer could not start: {e}")))?;
         Ok(Self {
             table: table.to_owned(),
             schema,
@@ -242,9 +253,21 @@ mod tests {
         let reader = SerializedFileReader::new(part.bytes.clone()).expect("a Parquet file");
         let row_group = reader.metadata().row_group(0);
         let encodings = |column: usize| row_group.column(column).encodings().collect::<Vec<_>>();
-        assert!(!encodings(0).contains(&Encoding::RLE_DICTIONARY), "{:?}", encodings(0));
-        assert!(encodings(0).contains(&Encoding::DELTA_BINARY_PACKED), "{:?}", encodings(0));
-        assert!(encodings(1).contains(&Encoding::RLE_DICTIONARY), "{:?}", encodings(1));
+        assert!(
+            !encodings(0).contains(&Encoding::RLE_DICTIONARY),
+            "{:?}",
+            encodings(0)
+        );
+        assert!(
+            encodings(0).contains(&Encoding::DELTA_BINARY_PACKED),
+            "{:?}",
+            encodings(0)
+        );
+        assert!(
+            encodings(1).contains(&Encoding::RLE_DICTIONARY),
+            "{:?}",
+            encodings(1)
+        );
         let mut pages = reader
             .get_row_group(0)
             .unwrap()

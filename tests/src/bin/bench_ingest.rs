@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 
 use shared::domain::connector::{DelimitedFormat, Dialect, FileFormat, IngestCompression};
 use shared::ingest::parse::{ParseError, ParseSettings, ParseSummary, ParsedBatch, parse_file};
+use shared::ingest::service::part_capacity;
 use shared::ingest::source::{CHUNK_BYTES, READ_AHEAD, Source, StoreSource};
 use shared::lake::part_file::{EncodedPart, PartEncoder};
 use shared::ports::{Body, ObjectStore, WriteOptions};
@@ -583,8 +584,12 @@ impl<F: FnMut(u64, EncodedPart) -> Result<(), BenchError>> Parts<F> {
         let started = Instant::now();
         if self.encoder.is_none() {
             self.encoder = Some(
-                PartEncoder::new(&self.table, &batch.batch.schema())
-                    .map_err(|e| BenchError::Failed(format!("starting a part: {e}")))?,
+                PartEncoder::with_capacity(
+                    &self.table,
+                    &batch.batch.schema(),
+                    part_capacity(self.part_bytes),
+                )
+                .map_err(|e| BenchError::Failed(format!("starting a part: {e}")))?,
             );
         }
         let encoder = self.encoder.as_mut().expect("just set");
