@@ -342,3 +342,12 @@ fn a_quarantined_file_says_what_failed_and_how_to_retry() {
             .contains("upload the file again")
     );
 }
+
+#[test]
+fn a_claim_outlasts_the_longest_invocation() {
+    // Lambda runs an invocation for at most 15 minutes: a live holder is never overtaken.
+    const LAMBDA_MAX_TIMEOUT_SECONDS: i64 = 15 * 60;
+    assert!(FILE_LEASE_SECONDS > LAMBDA_MAX_TIMEOUT_SECONDS);
+    // …and a crashed one's claim lapses within the next quarter of an hour's poll.
+    assert!(FILE_LEASE_SECONDS <= LAMBDA_MAX_TIMEOUT_SECONDS + 5 * 60);
+}
