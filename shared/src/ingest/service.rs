@@ -59,6 +59,12 @@ pub struct IngestSettings {
     /// parts of `copy_part_bytes`.
     pub single_copy_bytes: u64,
     pub copy_part_bytes: u64,
+    /// Keys per ListObjectsV2 page of a poll.
+    pub poll_page_keys: i32,
+    /// Objects listed per connector and poll (the page that crosses it is finished): a prefix
+    /// holding more is listed further next time only once files leave it (moved or deleted),
+    /// so bad files that stay must be few.
+    pub poll_objects_per_connector: usize,
 }
 
 impl Default for IngestSettings {
@@ -68,15 +74,14 @@ impl Default for IngestSettings {
             sidecar_rows: 10_000,
             single_copy_bytes: 5 * 1024 * 1024 * 1024,
             copy_part_bytes: 512 * 1024 * 1024,
+            poll_page_keys: 1000,
+            poll_objects_per_connector: 10_000,
         }
     }
 }
 
 /// Ingest connectors read per `poll#n` shard and poll.
 const POLL_CONNECTORS_PER_SHARD: u32 = 1000;
-/// Objects listed per connector and poll: a prefix holding more is listed further next time
-/// only once files leave it (moved or deleted), so bad files that stay must be few.
-const POLL_OBJECTS_PER_CONNECTOR: usize = 10_000;
 
 /// What a poll of the source prefixes did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -347,7 +352,11 @@ where
         let mut listed = 0;
         loop {
             let page = store
-                .list(&connector.prefix, 1000, continuation.as_deref())
+                .list(
+                    &connector.prefix,
+                    self.settings.poll_page_keys,
+                    continuation.as_deref(),
+                )
                 .await
                 .map_err(|e| {
                     IngestError::from(bucket_refusal(
@@ -388,7 +397,7 @@ where
                 }
             }
             continuation = page.continuation;
-            if continuation.is_none() || listed >= POLL_OBJECTS_PER_CONNECTOR {
+            if continuation.is_none() || listed >= self.settings.poll_objects_per_connector {
                 return Ok(());
             }
         }
@@ -672,6 +681,8 @@ where
         let mut parses = 0;
         loop {
             parses += 1;
+            // A sidecar named by an earlier parse of this loop is not this parse's.
+            file.sidecar_key = None;
             let table_schema = self
                 .lake
                 .table_schema(&tenant, &table)

@@ -358,8 +358,14 @@ async fn a_live_claim_makes_a_second_delivery_a_duplicate() {
     let w = world(json!({"table": "orders"}));
     w.drop_file("incoming/a.csv", GOOD_CSV);
     w.service.ledger().fail_writes_after(2);
+    let claimed_at = chrono::Utc::now().timestamp();
     assert!(w.deliver("incoming/a.csv").await.is_err());
     w.service.ledger().heal();
+    let lease = w.only_file().lease_until.expect("a claim holds a lease");
+    assert!(
+        (claimed_at + FILE_LEASE_SECONDS..=claimed_at + FILE_LEASE_SECONDS + 5).contains(&lease),
+        "lease until {lease}, claimed at {claimed_at}"
+    );
     // The first holder's lease is live: it may still be working.
     assert_eq!(
         w.deliver("incoming/a.csv").await.unwrap(),
@@ -436,27 +442,33 @@ async fn malformed_files_fail_with_a_reason_and_leave_nothing_in_the_lake() {
     std::io::Write::write_all(&mut gzip, GOOD_CSV.repeat(50).as_bytes()).unwrap();
     let gzip = gzip.finish().unwrap();
     let truncated = gzip[..gzip.len() / 2].to_vec();
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("empty.csv", Vec::new(), "empty"),
-        ("header.csv", b"id,name\n".to_vec(), "no data rows"),
+    const FIX: &str = "fix the file and upload it again";
+    const REJECT: &str = "fix the rows the sidecar lists and upload the file again, or allow more bad rows with ingest.reject";
+    // (file, its bytes, the reason or a word of the message, what to do)
+    let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+        ("empty.csv", Vec::new(), "empty", FIX),
+        ("header.csv", b"id,name\n".to_vec(), "no data rows", FIX),
         (
             "binary.csv",
             b"\x00\x01\x02\x03binary\x00".to_vec(),
             "binary",
+            "fix the file and upload it again; check ingest.compression and ingest.format",
         ),
-        ("cut.csv.gz", truncated, "gzip"),
+        ("cut.csv.gz", truncated, "gzip", FIX),
         (
             "ragged.csv",
             b"id,name\n1,ann,extra\n".to_vec(),
             "too_many_bad_rows",
+            REJECT,
         ),
         (
             "utf8.csv",
             b"id,name\n1,\xff\xfe\n".to_vec(),
             "too_many_bad_rows",
+            REJECT,
         ),
     ];
-    for (name, body, expected) in cases {
+    for (name, body, expected, remediation) in cases {
         let w = world(json!({"table": "orders"}));
         let key = format!("incoming/{name}");
         w.storage.put_object(BUCKET, &key, &body);
@@ -467,7 +479,7 @@ async fn malformed_files_fail_with_a_reason_and_leave_nothing_in_the_lake() {
             error.reason == expected || error.message.contains(expected),
             "{name}: {error:?}"
         );
-        assert!(!error.remediation.is_empty(), "{name}");
+        assert_eq!(error.remediation, remediation, "{name}");
         assert_eq!(w.parts(), 0, "{name}");
         // No failed folder: the bad file stays where it is.
         assert!(w.keys().contains(&key), "{name}");
@@ -662,6 +674,12 @@ async fn later_files_add_columns_and_incompatible_types_are_refused() {
     assert_eq!(third.status, FileStatus::Failed);
     let error = third.error.unwrap();
     assert!(error.message.contains("\"id\""), "{error:?}");
+    assert!(
+        error
+            .remediation
+            .contains("the table's schema comes from its first file"),
+        "{error:?}"
+    );
     assert_eq!(w.lake_ids(), vec![1, 2, 3, 4]);
 }
 
@@ -755,6 +773,83 @@ async fn the_poll_loads_what_no_notification_brought_and_nothing_twice() {
     w.drop_file("incoming/later.csv", "id,name\n5,eve\n");
     let late = w.service.poll(Some(Instant::now())).await.unwrap();
     assert_eq!((late.files, late.left_for_next_poll), (0, 1), "{late:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_lists_a_connector_up_to_its_limit_and_the_rest_next_time() {
+    let settings = IngestSettings {
+        poll_page_keys: 2,
+        poll_objects_per_connector: 3,
+        ..IngestSettings::default()
+    };
+    let w = world_with(ingest_connector(json!({"table": "orders"})), settings);
+    for n in 1..=5 {
+        w.drop_file(&format!("incoming/{n}.csv"), &format!("id,name\n{n},x\n"));
+    }
+    // Pages of 2: the second page crosses the limit of 3 and is finished, the third waits.
+    let first = w.service.poll(None).await.unwrap();
+    assert_eq!(first.files, 4, "{first:?}");
+    assert_eq!(w.keys(), vec!["incoming/5.csv"]);
+    let second = w.service.poll(None).await.unwrap();
+    assert_eq!(second.files, 1, "{second:?}");
+    assert_eq!(w.lake_ids(), vec![1, 2, 3, 4, 5]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_skips_a_connector_that_is_no_longer_active() {
+    use crate::domain::connector::ConnectorStatus;
+    let w = world(json!({"table": "orders"}));
+    w.drop_file("incoming/a.csv", GOOD_CSV);
+    // Validation failed since the index was written: the poll shard still names it.
+    w.service.connectors().seed(|state| {
+        for connector in state.connectors.values_mut() {
+            connector.status = ConnectorStatus::Failed;
+        }
+    });
+    let report = w.service.poll(None).await.unwrap();
+    assert_eq!((report.connectors, report.files), (0, 0), "{report:?}");
+    assert_eq!(w.keys(), vec!["incoming/a.csv"]);
+    assert!(w.service.ledger().files().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_whose_head_is_refused_is_retried_with_the_permission_named() {
+    let w = world(json!({"table": "orders"}));
+    w.drop_file("incoming/a.csv", GOOD_CSV);
+    w.storage
+        .fail(Op::HeadObject, "incoming/", Fault::AccessDenied);
+    let error = w.deliver("incoming/a.csv").await.unwrap_err();
+    assert!(error.to_string().contains("s3:GetObject"), "{error}");
+    // Not taken for a file that is gone: nothing recorded, the file untouched.
+    assert!(w.service.ledger().files().is_empty());
+    assert_eq!(w.keys(), vec!["incoming/a.csv"]);
+}
+
+/// The buffer reserved for a part holds a part cut the way the service cuts them (after the
+/// batch that crosses the size), without reserving much more.
+#[test]
+fn a_part_cut_at_its_size_fits_the_buffer_reserved_for_it() {
+    use crate::lake::part_file::PartEncoder;
+    use crate::lake::seed::{self, SeedTable};
+    let part_bytes = 256 * 1024;
+    let capacity = part_capacity(part_bytes);
+    assert!(capacity <= 2 * part_bytes, "{capacity}");
+    let mut encoder =
+        PartEncoder::with_capacity("sales", &seed::schema(SeedTable::Sales), capacity)
+            .expect("an encoder");
+    let mut offset = 0;
+    while encoder.size() < part_bytes {
+        encoder
+            .write(&seed::batch(SeedTable::Sales, 1, offset, 1024))
+            .expect("encodes");
+        offset += 1024;
+    }
+    let part = encoder.finish().expect("finishes");
+    assert!(
+        (part_bytes / 2..=capacity).contains(&part.bytes.len()),
+        "{} bytes for a part cut at {part_bytes}, {capacity} reserved",
+        part.bytes.len()
+    );
 }
 
 /// Set in the child process [`a_file_larger_than_the_memory_limit_loads`] starts.

@@ -343,11 +343,33 @@ fn a_quarantined_file_says_what_failed_and_how_to_retry() {
     );
 }
 
+/// The s3-ingest function's `Timeout` in template.yaml, in seconds.
+fn ingest_function_timeout() -> i64 {
+    let template =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../template.yaml"))
+            .expect("template.yaml at the repository root");
+    let function = template
+        .split("\n  S3IngestFunction:\n")
+        .nth(1)
+        .expect("an S3IngestFunction resource");
+    function
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Timeout:"))
+        .and_then(|t| t.trim().parse().ok())
+        .expect("a Timeout of the s3-ingest function")
+}
+
 #[test]
-fn a_claim_outlasts_the_longest_invocation() {
-    // Lambda runs an invocation for at most 15 minutes: a live holder is never overtaken.
-    const LAMBDA_MAX_TIMEOUT_SECONDS: i64 = 15 * 60;
-    assert!(FILE_LEASE_SECONDS > LAMBDA_MAX_TIMEOUT_SECONDS);
-    // …and a crashed one's claim lapses within the next quarter of an hour's poll.
-    assert!(FILE_LEASE_SECONDS <= LAMBDA_MAX_TIMEOUT_SECONDS + 5 * 60);
+fn a_claim_outlasts_the_ingest_function_but_not_by_much() {
+    let timeout = ingest_function_timeout();
+    // A live holder is never overtaken…
+    assert!(
+        FILE_LEASE_SECONDS > timeout,
+        "{FILE_LEASE_SECONDS} <= {timeout}"
+    );
+    // …and a crashed holder's claim lapses before the next quarter-hourly poll after it.
+    assert!(
+        FILE_LEASE_SECONDS <= timeout + 5 * 60,
+        "{FILE_LEASE_SECONDS} > {timeout} + 300"
+    );
 }
