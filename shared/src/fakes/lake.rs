@@ -183,7 +183,8 @@ impl MemoryLake {
 
     /// Objects staged so far (committed or not).
     /// Another load commits `batches` as a part of the table right before the next
-    /// `commit_load`: the race a load loses when two files of a table load at once.
+    /// `commit_load` (one such part per call, in the order given): the race a load loses when
+    /// two files of a table load at once.
     pub fn commit_first(&self, tenant_id: &str, table: &str, batches: Vec<RecordBatch>) {
         self.state()
             .commit_first
@@ -400,8 +401,11 @@ impl Lake for MemoryLake {
         validate_table_name(table)?;
         validate_tenant_id(tenant_id, table)?;
         let id = (tenant_id.to_owned(), table.to_owned(), load_id.to_owned());
-        let racing = std::mem::take(&mut self.state().commit_first);
-        for (tenant, table, batches) in racing {
+        let racing = {
+            let mut state = self.state();
+            (!state.commit_first.is_empty()).then(|| state.commit_first.remove(0))
+        };
+        if let Some((tenant, table, batches)) = racing {
             self.append_at(&tenant, &table, &batches, Utc::now())?;
         }
         let mut state = self.state();

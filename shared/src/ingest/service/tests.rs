@@ -649,6 +649,63 @@ async fn a_file_that_loses_the_race_for_the_first_schema_is_parsed_again() {
     }
 }
 
+/// A file that loses the race for the schema at every parse gives up after three and is
+/// retried later, nothing of it loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_keeps_losing_the_schema_race_is_retried_later() {
+    use arrow_array::RecordBatch;
+    use arrow_schema::{DataType, Field, Schema};
+    // Each winner adds a column, so the file's parts never extend the table in time.
+    let winner = |columns: usize| {
+        let fields: Vec<Field> = (0..columns)
+            .map(|c| match c {
+                0 => Field::new("id", DataType::Int64, true),
+                1 => Field::new("name", DataType::Utf8, true),
+                n => Field::new(format!("extra_{n}"), DataType::Utf8, true),
+            })
+            .collect();
+        let arrays: Vec<Arc<dyn Array>> = (0..columns)
+            .map(|c| -> Arc<dyn Array> {
+                if c == 0 {
+                    Arc::new(Int64Array::from(vec![100 + columns as i64]))
+                } else {
+                    Arc::new(StringArray::from(vec!["w"]))
+                }
+            })
+            .collect();
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap()
+    };
+    let w = world(json!({"table": "orders"}));
+    w.drop_file("incoming/a.csv", GOOD_CSV);
+    for columns in [3, 4, 5] {
+        w.lake.commit_first("acme", "orders", vec![winner(columns)]);
+    }
+    assert!(w.deliver("incoming/a.csv").await.is_err());
+    assert_eq!(w.only_file().status, FileStatus::Retrying);
+    assert_eq!(w.lake_ids(), vec![103, 104, 105], "only the winners' rows");
+}
+
+/// Under bucket-policy auth our principal writes the sidecar into the customer's bucket: the
+/// bucket owner gets full control of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_written_under_a_bucket_policy_is_the_bucket_owners() {
+    let mut connector = crate::domain::testing::stored_connector(json!({
+        "name": "Acme Drops", "direction": "ingest", "bucket": BUCKET, "region": "us-east-1",
+        "prefix": "incoming/", "auth": {"mode": "bucket_policy"},
+        "ingest": {"table": "orders", "reject": {"max_bad_rows": 1}},
+    }));
+    connector.status = crate::domain::connector::ConnectorStatus::Active;
+    let w = world_with(connector, IngestSettings::default());
+    w.drop_file("incoming/a.csv", ONE_BAD_ROW_CSV);
+    let file = finished(w.deliver("incoming/a.csv").await.unwrap());
+    let sidecar = file.sidecar_key.expect("a sidecar");
+    let bucket = w.storage.bucket(BUCKET).unwrap();
+    assert!(
+        bucket.objects[&sidecar].options.bucket_owner_full_control,
+        "{sidecar}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn later_files_add_columns_and_incompatible_types_are_refused() {
     let w = world(json!({"table": "orders"}));
