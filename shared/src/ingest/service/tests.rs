@@ -794,6 +794,17 @@ async fn a_sidecar_stops_listing_rows_at_its_limit() {
         .collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[2]["more_bad_rows"], 1);
+    // A file refused part-way counts the rows past the sidecar's limit too.
+    let settings = IngestSettings {
+        sidecar_rows: 1,
+        ..IngestSettings::default()
+    };
+    let connector = ingest_connector(json!({"table": "orders", "reject": {"max_bad_rows": 2}}));
+    let w = world_with(connector, settings);
+    w.drop_file("incoming/a.csv", "id,name\n1,a\n2,b,x\n3,c,x\n4,d,x\n");
+    let file = finished(w.deliver("incoming/a.csv").await.unwrap());
+    assert_eq!(file.status, FileStatus::Failed);
+    assert_eq!((file.rows_loaded, file.rows_rejected), (0, 3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
