@@ -920,6 +920,39 @@ fn a_part_cut_at_its_size_fits_the_buffer_reserved_for_it() {
     );
 }
 
+/// Past the single-copy size a move is a multipart copy of 5 MiB parts (S3's smallest), the
+/// last one shorter, and the moved object is byte for byte the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_past_the_single_copy_size_is_a_multipart_copy() {
+    let settings = IngestSettings {
+        single_copy_bytes: 1024,
+        copy_part_bytes: 1024,
+        ..IngestSettings::default()
+    };
+    let w = world_with(
+        ingest_connector(json!({"table": "orders", "success_dir": "done/"})),
+        settings,
+    );
+    let mut csv = String::from("id,name\n");
+    let mut id = 0;
+    while csv.len() < 11 << 20 {
+        csv.push_str(&format!("{id},name-{id}\n"));
+        id += 1;
+    }
+    w.drop_file("incoming/big.csv", &csv);
+    let file = finished(w.deliver("incoming/big.csv").await.unwrap());
+    assert_eq!(file.status, FileStatus::Succeeded);
+    assert_eq!(w.keys(), vec!["done/big.csv"]);
+    assert!(w.body("done/big.csv") == csv, "the moved object differs");
+    let copies = w
+        .storage
+        .calls()
+        .iter()
+        .filter(|c| c.op == Op::CopyPart)
+        .count();
+    assert_eq!(copies, 3, "11 MiB in parts of 5 MiB");
+}
+
 /// Set in the child process [`a_file_larger_than_the_memory_limit_loads`] starts.
 const UNDER_MEMORY_LIMIT: &str = "INGEST_TEST_UNDER_MEMORY_LIMIT";
 /// The child's data segment limit (RLIMIT_DATA: heap and private anonymous mappings).
