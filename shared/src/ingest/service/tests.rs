@@ -700,9 +700,11 @@ async fn a_sidecar_written_under_a_bucket_policy_is_the_bucket_owners() {
     let file = finished(w.deliver("incoming/a.csv").await.unwrap());
     let sidecar = file.sidecar_key.expect("a sidecar");
     let bucket = w.storage.bucket(BUCKET).unwrap();
-    assert!(
-        bucket.objects[&sidecar].options.bucket_owner_full_control,
-        "{sidecar}"
+    let options = &bucket.objects[&sidecar].options;
+    assert!(options.bucket_owner_full_control, "{sidecar}");
+    assert_eq!(
+        options.content_type.as_deref(),
+        Some("application/x-ndjson")
     );
 }
 
