@@ -873,10 +873,21 @@ impl ObjectStore for MemoryBucket {
         if source.e_tag.trim_matches('"') != source_e_tag.trim_matches('"') {
             return Err(Self::precondition_failed(Op::CopyPart));
         }
-        let end = usize::try_from(last.min(source.body.len() as u64 - 1)).unwrap_or(usize::MAX);
-        let bytes = Bytes::copy_from_slice(
-            &source.body[usize::try_from(first).unwrap_or(usize::MAX)..=end],
-        );
+        // As S3: part numbers 1 to 10,000, and a byte range inside the source.
+        let size = source.body.len() as u64;
+        if !(1..=10_000).contains(&part_number) || first > last || last >= size {
+            return Err(AwsCallError {
+                service: "s3",
+                operation: Op::CopyPart.name(),
+                code: Some("InvalidArgument".to_owned()),
+                message: format!(
+                    "part {part_number}, bytes {first}-{last} of a {size}-byte source"
+                ),
+                http_status: Some(400),
+                retryable: false,
+            });
+        }
+        let bytes = Bytes::copy_from_slice(&source.body[first as usize..=last as usize]);
         self.with_bucket(|b, next| {
             let upload = b
                 .uploads
