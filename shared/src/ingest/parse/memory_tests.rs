@@ -145,7 +145,7 @@ fn a_50_mb_csv_parses_in_bounded_memory() {
 /// `cargo test --release -p shared --lib throughput -- --ignored --nocapture`: MB/s of a
 /// typical table (ints, floats, short strings, timestamps) from CSV to batches, one core.
 #[test]
-#[ignore]
+#[ignore = "a measurement; run in release"]
 fn throughput_of_a_typical_csv() {
     use std::io::Write;
     let mut text = Vec::with_capacity(210 << 20);
