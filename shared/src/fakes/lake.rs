@@ -181,7 +181,6 @@ impl MemoryLake {
         self.state().failing_stages = times;
     }
 
-    /// Objects staged so far (committed or not).
     /// Another load commits `batches` as a part of the table right before the next
     /// `commit_load` (one such part per call, in the order given): the race a load loses when
     /// two files of a table load at once.
@@ -197,6 +196,7 @@ impl MemoryLake {
         self.state().forget_rows = true;
     }
 
+    /// Objects staged so far (committed or not).
     pub fn staged_keys(&self) -> Vec<String> {
         self.state().staged.keys().cloned().collect()
     }
@@ -375,10 +375,11 @@ impl Lake for MemoryLake {
             "tenants/{tenant_id}/{table}/staged-{}.parquet",
             uuid::Uuid::new_v4()
         );
+        let keep_rows = !self.state().forget_rows;
         let mut batches = Vec::new();
         for batch in decode_part(&key, part.bytes.clone(), &part.schema, part.rows, 8192)? {
             let batch = batch?;
-            if !self.state().forget_rows {
+            if keep_rows {
                 batches.push(batch);
             }
         }

@@ -460,14 +460,12 @@ async fn main() {
         .put_user_policy(&user, &ingest_setup.body["permission_policy"])
         .await;
     customer
-        .s3
-        .put_object()
-        .bucket(&drop_bucket)
-        .key(EARLY_FILE)
-        .body(orders_csv(1..2, None).into_bytes().into())
-        .send()
-        .await
-        .expect("a first file");
+        .put_object(
+            &drop_bucket,
+            EARLY_FILE,
+            orders_csv(1..2, None).into_bytes(),
+        )
+        .await;
     println!("   attached the permission policy to {user}; dropped a first file");
     let report = validate(&api, &ingest_id).await;
     require(
@@ -681,14 +679,12 @@ async fn main() {
     let payroll_bucket = unique_bucket("acme-payroll");
     customer.create_bucket(&payroll_bucket, "us-east-1").await;
     customer
-        .s3
-        .put_object()
-        .bucket(&payroll_bucket)
-        .key("private/payroll.csv")
-        .body(b"name,salary\n".to_vec().into())
-        .send()
-        .await
-        .expect("payroll file");
+        .put_object(
+            &payroll_bucket,
+            "private/payroll.csv",
+            b"name,salary\n".to_vec(),
+        )
+        .await;
     let loose_role = format!("acme-loose-{suffix}");
     let mut loose_trust = setup.body["trust_policy"].clone();
     loose_trust["Statement"][0]
