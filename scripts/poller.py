@@ -48,9 +48,16 @@ class PollerError(Exception):
     pass
 
 
+# Deliveries log from several threads; print() writes the text and the newline separately, so
+# two lines could merge into one. One write of the whole line, under a lock, keeps lines whole.
+_LOG_LOCK = threading.Lock()
+
+
 def log(line: str) -> None:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    print(f"{now} {line}", flush=True)
+    with _LOG_LOCK:
+        sys.stdout.write(f"{now} {line}\n")
+        sys.stdout.flush()
 
 
 # ---------------------------------------------------------------------------------------------

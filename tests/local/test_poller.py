@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -257,6 +258,26 @@ class SettleTest(unittest.TestCase):
                 settlement = poller.settle(invocation, self.IDS, report)
                 self.assertEqual(settlement.delete, deleted)
                 self.assertEqual(settlement.outcome, outcome)
+
+
+class LogTest(unittest.TestCase):
+    def test_lines_from_many_threads_stay_whole(self) -> None:
+        # Unbuffered, as scripts/local-stack runs the poller: each write is its own syscall.
+        script = (
+            "import sys, threading; sys.setswitchinterval(1e-6); import poller\n"
+            "def burst(n):\n"
+            "    for i in range(300): poller.log(f'delivery thread={n} line={i} ' + 'x' * 64)\n"
+            "threads = [threading.Thread(target=burst, args=(n,)) for n in range(8)]\n"
+            "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        )
+        with tempfile.TemporaryFile("w+") as out:
+            subprocess.run([sys.executable, "-u", "-c", script], stdout=out, check=True, timeout=60,
+                           env={**os.environ, "PYTHONPATH": str(SCRIPTS)})
+            out.seek(0)
+            lines = out.read().splitlines()
+        self.assertEqual(len(lines), 8 * 300)
+        whole = [line for line in lines if re.fullmatch(r"\S+Z delivery thread=\d line=\d+ x{64}", line)]
+        self.assertEqual(len(whole), len(lines), [line for line in lines if line not in whole][:3])
 
 
 class ScheduleLogicTest(unittest.TestCase):
