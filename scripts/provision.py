@@ -671,8 +671,14 @@ def s3_bucket(ctx: "Provisioner", logical_id: str, props: dict[str, Any]) -> dic
     if lifecycle:
         rules = []
         for rule in lifecycle.get("Rules") or []:
-            r: dict[str, Any] = {"ID": rule.get("Id", "rule"), "Status": rule["Status"],
-                                 "Filter": {"Prefix": rule.get("Prefix", "")}}
+            tags = [{"Key": t["Key"], "Value": t["Value"]} for t in rule.get("TagFilters") or []]
+            if not tags:
+                rule_filter: dict[str, Any] = {"Prefix": rule.get("Prefix", "")}
+            elif len(tags) == 1 and "Prefix" not in rule:
+                rule_filter = {"Tag": tags[0]}
+            else:
+                rule_filter = {"And": {"Prefix": rule.get("Prefix", ""), "Tags": tags}}
+            r: dict[str, Any] = {"ID": rule.get("Id", "rule"), "Status": rule["Status"], "Filter": rule_filter}
             if "AbortIncompleteMultipartUpload" in rule:
                 r["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
             if "ExpirationInDays" in rule:

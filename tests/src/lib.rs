@@ -838,6 +838,25 @@ impl Stack {
     }
 }
 
+/// The value of a lake object's `lake-object` tag: staged until its load commits it.
+pub async fn lake_object_tag(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String {
+    let tags = s3
+        .get_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GetObjectTagging {key}: {e:?}"));
+    let values: Vec<&str> = tags
+        .tag_set()
+        .iter()
+        .filter(|t| t.key() == shared::adapters::lake::LAKE_OBJECT_TAG)
+        .map(|t| t.value())
+        .collect();
+    assert_eq!(values.len(), 1, "{key}: {:?}", tags.tag_set());
+    values[0].to_owned()
+}
+
 #[cfg(test)]
 mod route_tests {
     use super::*;

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use arrow_array::{Array, Int64Array};
 use serde_json::{Value, json};
-use shared::adapters::lake::DynamoLake;
+use shared::adapters::lake::{COMMITTED_TAG_VALUE, DynamoLake};
 use shared::adapters::ledger::DynamoIngestLedger;
 use shared::domain::ingest::file::{FileStatus, IngestFile};
 use shared::lake::Lake;
 use shared::ports::IngestLedger;
-use tests::{ActiveConnector, Call, Customer, Stack, unique_tenant};
+use tests::{ActiveConnector, Call, Customer, Stack, lake_object_tag, unique_tenant};
 
 struct Ingesting {
     customer: Customer,
@@ -22,6 +22,8 @@ struct Ingesting {
     connector: ActiveConnector,
     lake: DynamoLake,
     ledger: DynamoIngestLedger,
+    s3: aws_sdk_s3::Client,
+    lake_bucket: String,
 }
 
 async fn ingest_connector(stack: &Stack, label: &str, ingest: Value) -> Ingesting {
@@ -46,6 +48,8 @@ async fn ingest_connector(stack: &Stack, label: &str, ingest: Value) -> Ingestin
             stack.env.get("LAKE_CATALOG_TABLE"),
         ),
         ledger: DynamoIngestLedger::new(stack.dynamodb(), stack.env.get("INGEST_LEDGER_TABLE")),
+        s3: stack.s3(),
+        lake_bucket: stack.env.get("LAKE_BUCKET").to_owned(),
     }
 }
 
@@ -100,7 +104,8 @@ impl Ingesting {
         }
     }
 
-    /// Every id loaded into the tenant's `orders` table, sorted.
+    /// Every id loaded into the tenant's `orders` table, sorted. Every part the catalog names
+    /// is tagged committed, so the lake's lifecycle rule never expires it.
     async fn lake_ids(&self) -> Vec<i64> {
         let mut ids = Vec::new();
         for part in self
@@ -109,6 +114,12 @@ impl Ingesting {
             .await
             .unwrap()
         {
+            assert_eq!(
+                lake_object_tag(&self.s3, &self.lake_bucket, &part.key).await,
+                COMMITTED_TAG_VALUE,
+                "{}",
+                part.key
+            );
             for batch in self.lake.read_part(&part, 8192).await.unwrap() {
                 let batch = batch.unwrap();
                 let column = batch.column_by_name("id").unwrap();

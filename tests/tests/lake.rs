@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use aws_sdk_dynamodb::types::AttributeValue;
-use shared::adapters::lake::DynamoLake;
+use shared::adapters::lake::{COMMITTED_TAG_VALUE, DynamoLake, LAKE_OBJECT_TAG, STAGED_TAG_VALUE};
 use shared::lake::seed::{self, SeedTable};
 use shared::lake::{Lake, LakeError, LakePart};
-use tests::{Stack, attribute_map_to_json, unique_tenant};
+use tests::{Stack, attribute_map_to_json, lake_object_tag, unique_tenant};
 
 fn lake(stack: &Stack) -> DynamoLake {
     DynamoLake::new(
@@ -368,6 +368,11 @@ async fn a_load_that_does_not_extend_the_tables_schema_is_withdrawn() {
     // Both loads staged against the empty table; the float one commits first.
     let first = stage(&as_float).await.expect("stages");
     let second = stage(&as_text).await.expect("stages");
+    let (first_key, second_key) = (first.key.clone(), second.key.clone());
+    assert_eq!(
+        lake_object_tag(&stack.s3(), stack.env.get("LAKE_BUCKET"), &first_key).await,
+        STAGED_TAG_VALUE
+    );
     assert_eq!(
         lake.commit_load(&tenant, "orders", "load-float", &[first])
             .await
@@ -396,12 +401,60 @@ async fn a_load_that_does_not_extend_the_tables_schema_is_withdrawn() {
             .len(),
         1
     );
+    // Committed parts lose the staged tag; the withdrawn one keeps it, for the lifecycle rule.
+    assert_eq!(
+        lake_object_tag(&stack.s3(), stack.env.get("LAKE_BUCKET"), &first_key).await,
+        COMMITTED_TAG_VALUE
+    );
+    assert_eq!(
+        lake_object_tag(&stack.s3(), stack.env.get("LAKE_BUCKET"), &second_key).await,
+        STAGED_TAG_VALUE
+    );
     // Written again against the table's schema, the same load id commits.
     let again = stage(&as_float).await.expect("stages");
+    let again_key = again.key.clone();
     assert_eq!(
         lake.commit_load(&tenant, "orders", "load-text", &[again])
             .await
             .expect("commits"),
         vec![2]
+    );
+    assert_eq!(
+        lake_object_tag(&stack.s3(), stack.env.get("LAKE_BUCKET"), &again_key).await,
+        COMMITTED_TAG_VALUE
+    );
+}
+
+/// The lake bucket, as the stack provisions it from template.yaml, expires exactly the objects
+/// still tagged staged, and after long enough for any retry of their file.
+#[tokio::test]
+async fn the_lake_bucket_expires_only_uncommitted_staged_parts() {
+    let stack = Stack::connect().await;
+    let lifecycle = stack
+        .s3()
+        .get_bucket_lifecycle_configuration()
+        .bucket(stack.env.get("LAKE_BUCKET"))
+        .send()
+        .await
+        .expect("GetBucketLifecycleConfiguration");
+    let expiring: Vec<_> = lifecycle
+        .rules()
+        .iter()
+        .filter(|rule| rule.expiration().is_some())
+        .collect();
+    assert_eq!(expiring.len(), 1, "{:?}", lifecycle.rules());
+    let rule = expiring[0];
+    let tag = rule
+        .filter()
+        .and_then(|f| f.tag())
+        .unwrap_or_else(|| panic!("the expiring rule filters on a tag alone: {rule:?}"));
+    assert_eq!(
+        (tag.key(), tag.value()),
+        (LAKE_OBJECT_TAG, STAGED_TAG_VALUE)
+    );
+    let days = rule.expiration().and_then(|e| e.days()).unwrap_or(0);
+    assert!(
+        days >= 14,
+        "staged parts expire after {days} days: fewer than a file's retries may take"
     );
 }

@@ -23,7 +23,9 @@ use arrow_array::RecordBatch;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Tag, Tagging};
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use uuid::Uuid;
 
 use crate::error::AwsCallError;
@@ -45,6 +47,16 @@ const MAX_APPEND_ATTEMPTS: u32 = 20;
 /// Parts committed per transaction of a load: with the head, the manifest and the tenant's
 /// table set that stays under DynamoDB's 100 items a transaction.
 const LOAD_PARTS_PER_COMMIT: usize = 90;
+
+/// The object tag that tells a staged part from a committed one. A staged part's key never
+/// changes when it is committed, so only the tag can: the lake bucket's lifecycle rule expires
+/// objects still tagged staged (template.yaml, `expire-uncommitted-staged-parts`), which are
+/// the parts of refused or abandoned loads. Lake writers may not delete.
+pub const LAKE_OBJECT_TAG: &str = "lake-object";
+pub const STAGED_TAG_VALUE: &str = "staged";
+pub const COMMITTED_TAG_VALUE: &str = "part";
+/// Tags of a load's parts moved to committed at once.
+const TAGGING_CONCURRENCY: usize = 8;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -236,6 +248,9 @@ impl DynamoLake {
             self.check_extends(tenant_id, table, load_id, &head, &schema)
                 .await?;
         }
+        // Before the catalog names them, so that no committed part is left to expire.
+        self.mark_committed(table, &manifest.keys[done..end])
+            .await?;
         let created_at = now();
         let parts: Vec<LakePart> = (done..end)
             .enumerate()
@@ -281,6 +296,39 @@ impl DynamoLake {
             Err(e) if e.as_service_error().is_some_and(lost_the_race) => Ok(Commit::Lost),
             Err(e) => Err(AwsCallError::from_sdk("dynamodb", "TransactWriteItems", &e).into()),
         }
+    }
+
+    /// Moves staged parts' tag to committed. Repeating it is harmless (a retried chunk); a
+    /// part tagged committed whose chunk then fails stays, unreferenced, as a leak, never a loss.
+    async fn mark_committed(&self, table: &str, keys: &[String]) -> Result<(), LakeError> {
+        let unbuilt = |e: aws_sdk_s3::error::BuildError| LakeError::Invalid {
+            table: table.to_owned(),
+            reason: format!("the committed tag could not be built: {e}"),
+        };
+        let tagging = Tagging::builder()
+            .tag_set(
+                Tag::builder()
+                    .key(LAKE_OBJECT_TAG)
+                    .value(COMMITTED_TAG_VALUE)
+                    .build()
+                    .map_err(unbuilt)?,
+            )
+            .build()
+            .map_err(unbuilt)?;
+        // Owned keys: a closure over borrowed ones makes the future not provably Send.
+        stream::iter(keys.to_vec())
+            .map(|key| {
+                self.s3
+                    .put_object_tagging()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .tagging(tagging.clone())
+                    .send()
+            })
+            .buffer_unordered(TAGGING_CONCURRENCY)
+            .map_err(|e| LakeError::from(AwsCallError::from_sdk("s3", "PutObjectTagging", &e)))
+            .try_for_each(|_| async { Ok(()) })
+            .await
     }
 
     /// Before a load's first part goes in: its schema must extend the table's. If another load
@@ -919,6 +967,7 @@ impl Lake for DynamoLake {
             .bucket(&self.bucket)
             .key(&key)
             .content_type("application/vnd.apache.parquet")
+            .tagging(format!("{LAKE_OBJECT_TAG}={STAGED_TAG_VALUE}"))
             .body(ByteStream::from(part.bytes))
             .send()
             .await
