@@ -704,6 +704,66 @@ async fn ingest_handles_keys_with_spaces_plus_escapes_and_unicode() {
     );
 }
 
+/// An ingest role whose policy lets it write the validation folder but not error sidecars
+/// beside the source files (an older or hand-written policy) fails the write check, naming the
+/// grant, instead of failing the first run with bad rows.
+#[tokio::test]
+async fn an_ingest_role_without_the_sidecar_grant_fails_write_naming_it() {
+    let stack = Stack::connect().await;
+    let (customer, bucket, api) = bucket_and_tenant(&stack, "no-sidecar", "us-east-1").await;
+    let role_name = format!("no-sidecar-{}", &bucket[bucket.len() - 8..]);
+    let role_arn = format!("arn:aws:iam::{}:role/{role_name}", customer.account_id);
+    let created = api
+        .post(
+            "/connectors",
+            &json!({"name": "drops", "direction": "ingest", "bucket": bucket, "region": "us-east-1",
+                "prefix": "incoming/", "auth": {"mode": "role", "role_arn": role_arn},
+                "ingest": {"table": "orders"}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.raw_body);
+    let id = created.body["id"].as_str().unwrap();
+    let setup = api.get(&format!("/connectors/{id}/setup")).await.body;
+    let sidecars = format!("arn:aws:s3:::{bucket}/incoming/*.errors.jsonl");
+    let mut permissions = setup["permission_policy"].clone();
+    let mut removed = 0;
+    for statement in permissions["Statement"].as_array_mut().unwrap() {
+        if let Some(resources) = statement["Resource"].as_array_mut() {
+            let before = resources.len();
+            resources.retain(|r| r.as_str() != Some(sidecars.as_str()));
+            removed += before - resources.len();
+        }
+    }
+    assert_eq!(
+        removed, 1,
+        "the setup policy grants {sidecars}: {permissions:#}"
+    );
+    customer
+        .create_role(&role_name, &setup["trust_policy"], &permissions)
+        .await;
+
+    let report = api
+        .post(&format!("/connectors/{id}/validate"), &json!({}))
+        .await
+        .body;
+    assert_eq!(report["status"], "failed", "{report:#}");
+    let write = check(&report, "write");
+    assert_eq!(write["status"], "fail", "{write}");
+    assert_eq!(write["aws_error_code"], "AccessDenied", "{write}");
+    let remediation = write["remediation"].as_str().unwrap();
+    assert!(
+        remediation.contains(&format!("lacks s3:PutObject on {sidecars}")),
+        "{remediation}"
+    );
+    assert_eq!(check(&report, "read")["status"], "pass", "{report:#}");
+    assert_eq!(check(&report, "delete")["status"], "pass", "{report:#}");
+    assert_eq!(
+        customer.keys_under(&bucket, "incoming/").await,
+        Vec::<String>::new(),
+        "no test object stays"
+    );
+}
+
 #[tokio::test]
 async fn validated_exports_become_due_for_the_scheduler() {
     let stack = Stack::connect().await;

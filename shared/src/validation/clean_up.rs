@@ -15,6 +15,14 @@ impl TestObjects {
         self.keys.lock().expect("not poisoned").push(key.to_owned());
     }
 
+    pub(super) fn holds(&self, key: &str) -> bool {
+        self.keys
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .any(|k| k == key)
+    }
+
     pub(super) fn forget(&self, key: &str) {
         self.keys.lock().expect("not poisoned").retain(|k| k != key);
     }

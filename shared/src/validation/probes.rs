@@ -6,6 +6,7 @@ use std::time::Instant;
 use super::clean_up::TestObjects;
 use super::{NEEDS_BUCKET, elapsed_ms, timed};
 use crate::domain::connector::{AuthMode, Connector, Direction, SseMode};
+use crate::domain::ingest::file::{Placement, SIDECAR_SUFFIX, ingestible, placement};
 use crate::domain::setup::checks::{
     self, CHECK_DIR, CheckId, CheckResult, CheckStatus, missing_permission, objects_arn,
 };
@@ -177,7 +178,8 @@ impl<'a, B: ObjectStore> CheckRun<'a, B> {
     pub(super) async fn object_round_trip(&self) -> Vec<CheckResult> {
         let key = self.test_key(&self.c.prefix, "");
         let write = timed(CheckId::Write, self.write(&key)).await;
-        if write.status == CheckStatus::Fail {
+        // A denied sidecar fails the write check, but the test object is there to go on with.
+        if write.status == CheckStatus::Fail && !self.written.holds(&key) {
             let why = "skipped: the write check failed";
             return vec![
                 write,
@@ -213,10 +215,11 @@ impl<'a, B: ObjectStore> CheckRun<'a, B> {
                 } else {
                     format!(" with {}", headers.join(", "))
                 };
-                CheckResult::pass(
+                let written = CheckResult::pass(
                     CheckId::Write,
                     format!("wrote s3://{}/{key}{with}", self.c.bucket),
-                )
+                );
+                self.write_sidecar(written).await
             }
             Err(e) => self.denied(
                 CheckId::Write,
@@ -224,6 +227,52 @@ impl<'a, B: ObjectStore> CheckRun<'a, B> {
                 "s3:PutObject",
                 &objects_arn(self.c, &self.c.prefix),
                 "writing a test object",
+            ),
+        }
+    }
+
+    /// Ingest: a test error sidecar beside the source files too, where a run writes the
+    /// sidecar of a file that is deleted or stays. The setup policy grants that write for the
+    /// `.errors.jsonl` suffix alone, so the test object under the check folder does not prove it.
+    async fn write_sidecar(&self, written: CheckResult) -> CheckResult {
+        let Some(ingest) = self.c.ingest_options() else {
+            return written;
+        };
+        let beside_source = [true, false].into_iter().any(|good| {
+            !matches!(
+                placement(ingest, &self.c.prefix, &self.c.prefix, good),
+                Placement::Move { .. }
+            )
+        });
+        if !beside_source {
+            return written;
+        }
+        let check_name = CHECK_DIR.trim_end_matches('/');
+        let key = format!(
+            "{}{check_name}-{}{SIDECAR_SUFFIX}",
+            self.c.prefix, self.token
+        );
+        match self
+            .store
+            .put(&key, Body::new(TEST_BODY), &self.write_options())
+            .await
+        {
+            Ok(_) => {
+                self.written.remember(&key);
+                CheckResult::pass(
+                    CheckId::Write,
+                    format!(
+                        "{} and a test error sidecar s3://{}/{key}",
+                        written.message, self.c.bucket
+                    ),
+                )
+            }
+            Err(e) => self.denied(
+                CheckId::Write,
+                &e,
+                "s3:PutObject",
+                &format!("{}{SIDECAR_SUFFIX}", objects_arn(self.c, &self.c.prefix)),
+                "writing a test error sidecar beside the source files",
             ),
         }
     }
@@ -351,12 +400,13 @@ impl<'a, B: ObjectStore> CheckRun<'a, B> {
                 );
             }
         };
-        // The customer's first file with a byte to read: not our own objects (test objects,
-        // the challenge file), not a folder marker, not an empty file (it has no byte 0).
+        // The customer's first file a run would load, with a byte to read: not our own objects
+        // (test objects and sidecars, the challenge file), not a folder marker, not a file in
+        // a move folder, not an empty file (it has no byte 0).
         let first = listed
             .objects
             .iter()
-            .filter(|o| !self.c.is_service_object(&o.key) && !o.key.ends_with('/') && o.size > 0)
+            .filter(|o| ingestible(self.c, &o.key).is_ok() && o.size > 0)
             .map(|o| o.key.as_str())
             .next();
         let Some(key) = first else {

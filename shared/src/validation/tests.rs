@@ -235,6 +235,88 @@ async fn an_ingest_without_folders_or_files_skips_the_move_and_passes_the_read()
     assert!(text(&report, CheckId::Move).contains("good files are deleted"));
 }
 
+/// A test error sidecar is written beside the source files exactly when a run may put one
+/// there: unless both folders are set, some file (a bad one, or a good one with accepted bad
+/// rows) is decided in place.
+#[tokio::test]
+async fn an_ingest_writes_a_test_sidecar_beside_its_sources_unless_every_file_moves() {
+    let cases = [
+        (json!({}), true),
+        (json!({"success_dir": "done/"}), true),
+        (json!({"failed_dir": "bad/"}), true),
+        (json!({"success_dir": "done/", "failed_dir": "bad/"}), false),
+    ];
+    for (folders, beside) in cases {
+        let (sts, storage) = (sts(), storage());
+        let mut ingest = json!({"table": "orders"});
+        for (k, v) in folders.as_object().unwrap() {
+            ingest[k] = v.clone();
+        }
+        let report = validator(&sts, &storage)
+            .validate(&role_ingest(json!({"ingest": ingest})))
+            .await;
+        assert_eq!(
+            report.status,
+            ValidationStatus::Active,
+            "{folders}: {report:#?}"
+        );
+        let sidecars: Vec<String> = storage
+            .calls()
+            .into_iter()
+            .filter(|c| c.op == Op::Put && c.key.ends_with(".errors.jsonl"))
+            .map(|c| c.key)
+            .collect();
+        assert_eq!(
+            sidecars.len(),
+            usize::from(beside),
+            "{folders}: {sidecars:?}"
+        );
+        for key in &sidecars {
+            assert!(key.starts_with("in/.connector-check-"), "{key}");
+            assert!(
+                text(&report, CheckId::Write)
+                    .contains(&format!("test error sidecar s3://acme-data/{key}")),
+                "{}",
+                text(&report, CheckId::Write)
+            );
+        }
+        assert!(
+            storage.keys(BUCKET).is_empty(),
+            "{folders}: {:?}",
+            storage.keys(BUCKET)
+        );
+    }
+}
+
+/// A policy without the sidecar grant fails the write check naming it; the test object was
+/// written, so read and delete still run and nothing stays behind.
+#[tokio::test]
+async fn a_sidecar_we_may_not_write_fails_the_write_naming_the_suffix_grant() {
+    let (sts, storage) = (sts(), storage());
+    storage.fail(Op::Put, "in/.connector-check-", Fault::AccessDenied);
+    let report = validator(&sts, &storage)
+        .validate(&role_ingest(json!({})))
+        .await;
+    assert_eq!(status(&report, CheckId::Write), CheckStatus::Fail);
+    let t = text(&report, CheckId::Write);
+    assert!(
+        t.contains("writing a test error sidecar beside the source files was denied"),
+        "{t}"
+    );
+    assert!(
+        t.contains("lacks s3:PutObject on arn:aws:s3:::acme-data/in/*.errors.jsonl"),
+        "{t}"
+    );
+    assert_eq!(status(&report, CheckId::Read), CheckStatus::Pass);
+    assert_eq!(status(&report, CheckId::Delete), CheckStatus::Pass);
+    assert_eq!(report.status, ValidationStatus::Failed);
+    assert!(
+        storage.keys(BUCKET).is_empty(),
+        "{:?}",
+        storage.keys(BUCKET)
+    );
+}
+
 #[tokio::test]
 async fn settings_naming_the_platforms_lake_fail_config_and_touch_nothing() {
     let (sts, storage) = (sts(), storage());
