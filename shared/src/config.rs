@@ -20,6 +20,8 @@ pub struct Settings {
     pub lake_bucket: String,
     /// The export queue: a message starts a run in `scheduled-export`.
     pub export_queue_url: String,
+    /// The ingest queue: bucket notifications, and the files the poll finds, for `s3-ingest`.
+    pub ingest_queue_url: String,
     /// Secrets Manager name prefix for customers' access keys, e.g. `stack/connectors/`.
     pub secrets_prefix: String,
     /// JWT claim that carries the tenant id.
@@ -68,6 +70,7 @@ impl Settings {
             lake_catalog_table: required("LAKE_CATALOG_TABLE")?,
             lake_bucket: required("LAKE_BUCKET")?,
             export_queue_url: required("EXPORT_QUEUE_URL")?,
+            ingest_queue_url: required("INGEST_QUEUE_URL")?,
             secrets_prefix: required("SECRETS_PREFIX")?,
             tenant_claim: optional("TENANT_CLAIM", "tenant_id"),
             platform: PlatformIdentity {
@@ -138,6 +141,10 @@ mod tests {
                 "EXPORT_QUEUE_URL",
                 "https://sqs.us-east-1.amazonaws.com/123456789012/export",
             ),
+            (
+                "INGEST_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/123456789012/ingest",
+            ),
         ])
     }
 
@@ -172,6 +179,7 @@ mod tests {
             "SECRETS_PREFIX",
             "INGEST_QUEUE_ARN",
             "EXPORT_QUEUE_URL",
+            "INGEST_QUEUE_URL",
         ] {
             let mut env = full();
             env.insert(missing, " ");

@@ -497,6 +497,17 @@ pub trait RunQueue: Send + Sync {
     ) -> impl Future<Output = Result<(), AwsCallError>> + Send;
 }
 
+/// The ingest queue, for files the poll of a source prefix found: each is then handled by
+/// `s3-ingest` like a notified file, in parallel with the others.
+pub trait PolledFileQueue: Send + Sync {
+    /// Every file, in batches; an error when any one was not accepted (sending them all again
+    /// is safe: the ledger loads a file once).
+    fn enqueue_polled(
+        &self,
+        files: &[crate::domain::ingest::notification::PolledFile],
+    ) -> impl Future<Output = Result<(), AwsCallError>> + Send;
+}
+
 /// What claiming a run found (docs/architecture.md, "Schedules").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {

@@ -11,7 +11,7 @@ use arrow_array::{Array, Int64Array};
 use serde_json::{Value, json};
 use shared::adapters::lake::{COMMITTED_TAG_VALUE, DynamoLake};
 use shared::adapters::ledger::DynamoIngestLedger;
-use shared::domain::ingest::file::{FileStatus, IngestFile};
+use shared::domain::ingest::file::{FileStatus, IngestFile, Intake};
 use shared::lake::Lake;
 use shared::ports::IngestLedger;
 use tests::{ActiveConnector, Call, Customer, Stack, lake_object_tag, unique_tenant};
@@ -311,10 +311,13 @@ async fn the_poll_loads_files_no_notification_announced() {
     let scheduled = json!({"version": "0", "id": "poll-1", "detail-type": "Scheduled Event",
         "source": "aws.events", "time": "2026-12-07T00:00:00Z", "region": "us-east-1",
         "resources": [], "detail": {}});
+    // The poll sends what it finds to the ingest queue; the files load from there, in
+    // parallel, like notified ones.
     let report = stack.invoke("s3-ingest", &scheduled).await;
     assert!(report["connectors"].as_u64().unwrap() >= 1, "{report}");
-    assert!(report["files"].as_u64().unwrap() >= 3, "{report}");
+    assert!(report["queued"].as_u64().unwrap() >= 3, "{report}");
     let files = ingesting.wait_for_files(3).await;
+    assert!(files.iter().all(|f| f.intake == Intake::Poll), "{files:#?}");
     assert_eq!(
         files
             .iter()
@@ -329,7 +332,7 @@ async fn the_poll_loads_files_no_notification_announced() {
         BTreeSet::from(["incoming/bad.csv".to_owned()])
     );
     assert_eq!(ingesting.lake_ids().await, (0..30).collect::<Vec<_>>());
-    // A second poll finds nothing new.
+    // A second poll finds nothing new: the bad file is decided, so it is not sent again.
     let again = stack.invoke("s3-ingest", &scheduled).await;
     assert_eq!(ingesting.files().await.len(), 3, "{again}");
     assert_eq!(ingesting.lake_ids().await.len(), 30);

@@ -1,12 +1,13 @@
 //! The ingest function's two events (docs/architecture.md, "Ingest"):
 //! - an SQS batch of the ingest queue: each message is a notification (S3, SNS-wrapped or
-//!   EventBridge) of one or more files, each handed to the ingest service. A message is
+//!   EventBridge) of one or more files, or a file the poll found, each handed to the ingest
+//!   service. A message is
 //!   acknowledged only when every file in it is decided (or is nothing to ingest); otherwise it
 //!   is reported as a batch item failure, so SQS delivers it again and, after the queue's
 //!   `maxReceiveCount`, moves it to the dead-letter queue. Nothing is dropped, and the ledger
 //!   makes the redelivery of files already decided a no-op.
 //! - the scheduled poll (EventBridge): every active ingest connector's source prefix is listed
-//!   for files no notification brought.
+//!   for files no notification brought, and those are sent to the ingest queue.
 
 use std::time::Instant;
 
@@ -88,7 +89,7 @@ async fn handle_message<I: IngestFiles>(
     message: &SqsMessage,
 ) -> bool {
     let body = message.body.as_deref().unwrap_or_default();
-    let objects = match parse_message(body) {
+    let found_objects: Vec<FoundObject> = match parse_message(body) {
         Ok(Notification::TestEvent) => {
             info!(message_id, "S3 test event acknowledged");
             return true;
@@ -97,7 +98,21 @@ async fn handle_message<I: IngestFiles>(
             info!(message_id, %reason, "notification acknowledged: nothing to ingest");
             return true;
         }
-        Ok(Notification::Objects(objects)) => objects,
+        Ok(Notification::Objects(objects)) => objects
+            .into_iter()
+            .map(|object| FoundObject {
+                bucket: object.bucket,
+                key: object.key,
+                e_tag: object.etag,
+                intake: Intake::Notification,
+            })
+            .collect(),
+        Ok(Notification::Polled(file)) => vec![FoundObject {
+            bucket: file.bucket,
+            key: file.key,
+            e_tag: Some(file.etag),
+            intake: Intake::Poll,
+        }],
         Err(error) => {
             warn!(
                 message_id,
@@ -108,13 +123,7 @@ async fn handle_message<I: IngestFiles>(
         }
     };
     let mut all_done = true;
-    for object in objects {
-        let found = FoundObject {
-            bucket: object.bucket.clone(),
-            key: object.key.clone(),
-            e_tag: object.etag.clone(),
-            intake: Intake::Notification,
-        };
+    for found in found_objects {
         let span = info_span!("file", bucket = %found.bucket, key = %found.key);
         match ingest.ingest(&found).instrument(span).await {
             Ok(Handled::Finished(file)) => info!(

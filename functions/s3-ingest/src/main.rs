@@ -12,6 +12,7 @@ use shared::adapters::dynamodb::DynamoConnectorStore;
 use shared::adapters::lake::DynamoLake;
 use shared::adapters::ledger::DynamoIngestLedger;
 use shared::adapters::s3::S3Storage;
+use shared::adapters::sqs::SqsPolledFileQueue;
 use shared::config::Settings;
 use shared::ingest::service::{IngestService, IngestSettings};
 
@@ -39,6 +40,7 @@ async fn main() -> Result<(), Error> {
         DynamoConnectorStore::new(dynamodb, &settings.connectors_table),
         Arc::new(shared::credentials::aws_broker(&sdk, &settings)),
         S3Storage::new(&sdk),
+        SqsPolledFileQueue::new(shared::aws::sqs_client(&sdk), &settings.ingest_queue_url),
         IngestSettings::default(),
     );
     let service = &service;

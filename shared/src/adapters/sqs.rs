@@ -1,11 +1,13 @@
-//! The export queue adapter (SQS): a `RunMessage` as the JSON body of one message.
+//! The queue adapters (SQS): the export queue, a `RunMessage` as the JSON body of one message;
+//! the ingest queue, for the files the poll found.
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use crate::domain::export::run::RunMessage;
+use crate::domain::ingest::notification::PolledFile;
 use crate::error::AwsCallError;
-use crate::ports::RunQueue;
+use crate::ports::{PolledFileQueue, RunQueue};
 
 #[derive(Clone)]
 pub struct SqsRunQueue {
@@ -49,8 +51,7 @@ impl RunQueue for SqsRunQueue {
 
     async fn enqueue_all(&self, messages: &[RunMessage]) -> Result<(), AwsCallError> {
         let fifo = self.queue_url.ends_with(".fifo");
-        // SendMessageBatch takes ten entries at most.
-        for chunk in messages.chunks(10) {
+        for chunk in messages.chunks(SEND_BATCH_MAX) {
             let entries = chunk
                 .iter()
                 .enumerate()
@@ -65,38 +66,91 @@ impl RunQueue for SqsRunQueue {
                     } else {
                         entry
                     };
-                    entry.build().map_err(|e| AwsCallError {
-                        service: "sqs",
-                        operation: "SendMessageBatch",
-                        code: None,
-                        message: e.to_string(),
-                        http_status: None,
-                        retryable: false,
-                    })
+                    entry.build().map_err(unbuilt_entry)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let out = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| AwsCallError::from_sdk("sqs", "SendMessageBatch", &e))?;
-            if let Some(failed) = out.failed.first() {
-                return Err(AwsCallError {
-                    service: "sqs",
-                    operation: "SendMessageBatch",
-                    code: Some(failed.code.clone()),
-                    message: failed.message.clone().unwrap_or_default(),
-                    http_status: None,
-                    // The sender's fault (a bad entry) is not worth retrying; SQS's is.
-                    retryable: !failed.sender_fault,
-                });
-            }
+            send_batch(&self.client, &self.queue_url, entries).await?;
         }
         Ok(())
     }
+}
+
+/// The ingest queue adapter (SQS), for the files the poll found: a [`PolledFile`]'s message
+/// body, handled by `s3-ingest` like a notification.
+#[derive(Clone)]
+pub struct SqsPolledFileQueue {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsPolledFileQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+impl PolledFileQueue for SqsPolledFileQueue {
+    async fn enqueue_polled(&self, files: &[PolledFile]) -> Result<(), AwsCallError> {
+        for chunk in files.chunks(SEND_BATCH_MAX) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, file)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(file.message_body())
+                        .build()
+                        .map_err(unbuilt_entry)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            send_batch(&self.client, &self.queue_url, entries).await?;
+        }
+        Ok(())
+    }
+}
+
+/// SendMessageBatch takes ten entries at most.
+const SEND_BATCH_MAX: usize = 10;
+
+fn unbuilt_entry(e: aws_sdk_sqs::error::BuildError) -> AwsCallError {
+    AwsCallError {
+        service: "sqs",
+        operation: "SendMessageBatch",
+        code: None,
+        message: e.to_string(),
+        http_status: None,
+        retryable: false,
+    }
+}
+
+/// One SendMessageBatch; an error when any entry was not accepted.
+async fn send_batch(
+    client: &Client,
+    queue_url: &str,
+    entries: Vec<SendMessageBatchRequestEntry>,
+) -> Result<(), AwsCallError> {
+    let out = client
+        .send_message_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .map_err(|e| AwsCallError::from_sdk("sqs", "SendMessageBatch", &e))?;
+    if let Some(failed) = out.failed.first() {
+        return Err(AwsCallError {
+            service: "sqs",
+            operation: "SendMessageBatch",
+            code: Some(failed.code.clone()),
+            message: failed.message.clone().unwrap_or_default(),
+            http_status: None,
+            // The sender's fault (a bad entry) is not worth retrying; SQS's is.
+            retryable: !failed.sender_fault,
+        });
+    }
+    Ok(())
 }
 
 /// A FIFO queue drops a second message with the same id within five minutes: one per run

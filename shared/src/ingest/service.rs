@@ -28,14 +28,15 @@ use crate::domain::ingest::file::{
     Delivery, FILE_LEASE_SECONDS, FileIdentity, FileStatus, IngestFile, Intake, Placement, Verdict,
     on_delivery, placement, quarantine_error, route, sidecar_key,
 };
+use crate::domain::ingest::notification::PolledFile;
 use crate::error::{AwsCallError, StoreError};
 use crate::ingest::parse::{BadRow, FileError, ParseError, ParseSettings, ParsedBatch, parse_file};
 use crate::ingest::source::StoreSource;
 use crate::lake::part_file::PartEncoder;
 use crate::lake::{Lake, LakeError, LoadState, StagedPart};
 use crate::ports::{
-    Body, ConnectorStore, CustomerStorage, IngestLedger, ObjectInfo, ObjectStore, SecretStore,
-    SecurityTokenService, UploadedPart, WriteOptions,
+    Body, ConnectorStore, CustomerStorage, IngestLedger, ObjectInfo, ObjectStore, PolledFileQueue,
+    SecretStore, SecurityTokenService, UploadedPart, WriteOptions,
 };
 
 /// The output buffer reserved for a part cut at `part_bytes`: the cut comes after the batch
@@ -87,8 +88,8 @@ const POLL_CONNECTORS_PER_SHARD: u32 = 1000;
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PollReport {
     pub connectors: u32,
-    /// Files this poll decided and placed.
-    pub files: u32,
+    /// Files this poll found undecided and sent to the ingest queue.
+    pub queued: u32,
     /// Files found after the time budget, for the next poll.
     pub left_for_next_poll: u32,
     /// What failed (a connector's listing, a file), to be tried again next time.
@@ -156,12 +157,14 @@ impl From<BucketRefusal> for IngestError {
     }
 }
 
-pub struct IngestService<L, G, C, T, K, S> {
+pub struct IngestService<L, G, C, T, K, S, Q> {
     lake: Arc<L>,
     ledger: G,
     connectors: C,
     broker: Arc<CredentialBroker<T, K>>,
     storage: S,
+    /// Where the poll sends the files it finds.
+    poll_queue: Q,
     settings: IngestSettings,
     /// This invocation, as a ledger holder.
     holder: String,
@@ -260,7 +263,7 @@ fn unreadable(error: &FileError, options: &IngestOptions) -> RunError {
     )
 }
 
-impl<L, G, C, T, K, S> IngestService<L, G, C, T, K, S>
+impl<L, G, C, T, K, S, Q> IngestService<L, G, C, T, K, S, Q>
 where
     L: Lake + 'static,
     G: IngestLedger,
@@ -268,6 +271,7 @@ where
     T: SecurityTokenService + 'static,
     K: SecretStore + 'static,
     S: CustomerStorage,
+    Q: PolledFileQueue,
     S::Store: 'static,
 {
     pub fn new(
@@ -276,6 +280,7 @@ where
         connectors: C,
         broker: Arc<CredentialBroker<T, K>>,
         storage: S,
+        poll_queue: Q,
         settings: IngestSettings,
     ) -> Self {
         Self {
@@ -284,6 +289,7 @@ where
             connectors,
             broker,
             storage,
+            poll_queue,
             settings,
             holder: Uuid::new_v4().to_string(),
         }
@@ -309,10 +315,11 @@ where
         self.handle_for(connector, found).await
     }
 
-    /// Lists every active ingest connector's source prefix and ingests the files no
-    /// notification brought (or whose notification was lost): files the ledger has decided are
-    /// skipped with one read, the rest go the way of a notification, so a file seen both ways
-    /// loads once. Starts no new file after `until`; the rest wait for the next poll.
+    /// Lists every active ingest connector's source prefix for the files no notification
+    /// brought (or whose notification was lost): files the ledger has decided are skipped with
+    /// one read, the rest are sent to the ingest queue, a page at a time, and load there in
+    /// parallel the way of a notification, so a file seen both ways (or sent by two polls)
+    /// loads once. Sends nothing found after `until`; the rest wait for the next poll.
     pub async fn poll(&self, until: Option<Instant>) -> Result<PollReport, IngestError> {
         let mut report = PollReport::default();
         for shard in poll_shards() {
@@ -367,6 +374,7 @@ where
                         "listing the source prefix",
                     ))
                 })?;
+            let mut found = Vec::new();
             for object in page.objects {
                 listed += 1;
                 if crate::domain::ingest::file::ingestible(connector, &object.key).is_err() {
@@ -382,20 +390,17 @@ where
                     report.left_for_next_poll += 1;
                     continue;
                 }
-                let found = FoundObject {
+                found.push(PolledFile {
                     bucket: connector.bucket.clone(),
-                    key: object.key.clone(),
-                    e_tag: Some(e_tag),
-                    intake: Intake::Poll,
-                };
-                match self.handle_for(connector, &found).await {
-                    Ok(Handled::Finished(_)) => report.files += 1,
-                    Ok(_) => {}
-                    Err(e) => report
-                        .failed
-                        .push(format!("s3://{}/{}: {e}", connector.bucket, object.key)),
-                }
+                    key: object.key,
+                    etag: e_tag,
+                });
             }
+            self.poll_queue
+                .enqueue_polled(&found)
+                .await
+                .map_err(IngestError::Aws)?;
+            report.queued += found.len() as u32;
             continuation = page.continuation;
             if continuation.is_none() || listed >= self.settings.poll_objects_per_connector {
                 return Ok(());
@@ -1094,7 +1099,7 @@ where
     }
 }
 
-impl<L, G, C, T, K, S> IngestFiles for IngestService<L, G, C, T, K, S>
+impl<L, G, C, T, K, S, Q> IngestFiles for IngestService<L, G, C, T, K, S, Q>
 where
     L: Lake + 'static,
     G: IngestLedger,
@@ -1102,6 +1107,7 @@ where
     T: SecurityTokenService + 'static,
     K: SecretStore + 'static,
     S: CustomerStorage,
+    Q: PolledFileQueue,
     S::Store: 'static,
 {
     async fn ingest(&self, found: &FoundObject) -> Result<Handled, IngestError> {

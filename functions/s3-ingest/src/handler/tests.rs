@@ -83,8 +83,31 @@ const CASES: &[(&str, &[&str], &[&str])] = &[
         &["incoming/batch 2.csv"],
         &["3c4d5e6f-7081-4923-a4b5-c6d7e8f90a12"],
     ),
+    // A file the poll found: its key is plain text, `+` and `%2B` stay as they are.
+    (
+        "sqs-poll-found.json",
+        &["incoming/found by poll 1+2 %2B été.csv"],
+        &[],
+    ),
     ("warmup.json", &[], &[]),
 ];
+
+#[tokio::test]
+async fn a_poll_message_is_ingested_as_found_by_the_poll() {
+    let ingest = Recorder::default();
+    handle_batch(&ingest, event("sqs-poll-found.json")).await;
+    handle_batch(&ingest, event("sqs-s3-put.json")).await;
+    let seen = ingest.seen.lock().unwrap().clone();
+    let intakes: Vec<(Intake, Option<&str>)> = seen
+        .iter()
+        .map(|f| (f.intake, f.e_tag.as_deref()))
+        .collect();
+    assert_eq!(
+        intakes[0],
+        (Intake::Poll, Some("9bb58f26192e4ba00f01e2e7b136bbd8"))
+    );
+    assert_eq!(intakes[1].0, Intake::Notification);
+}
 
 #[tokio::test]
 async fn every_sample_event_hands_its_files_over_and_keeps_what_it_cannot_read() {

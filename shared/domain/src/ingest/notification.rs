@@ -5,7 +5,10 @@
 //! - the S3 test event S3 sends when a notification configuration is saved;
 //! - SNS notifications (`{"Type": "Notification", "Message": "<json>"}`) wrapping either of those
 //!   (or an EventBridge event);
-//! - EventBridge events (`{"source": "aws.s3", "detail-type": "Object Created", ...}`).
+//! - EventBridge events (`{"source": "aws.s3", "detail-type": "Object Created", ...}`);
+//! - files the scheduled poll found (`{"source": "s3-connector.poll", ...}`, [`PolledFile`]),
+//!   which the poll enqueues so that they load in parallel like notified ones. Only as the body
+//!   itself: a poll message inside an SNS notification is refused.
 //!
 //! Parsing is deliberately lenient: only the bucket name and the object key are required. Real S3
 //! also sends `userIdentity`, `requestParameters`, `responseElements` and `sequencer`; emulators
@@ -14,8 +17,8 @@
 //! Keys in S3 event notifications are form-encoded (`+` for a space, `%XX` for other bytes); keys in
 //! EventBridge events are plain text and are taken as they are.
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::connector::field::json_kind;
@@ -24,6 +27,32 @@ const S3_EVENT_SOURCE: &str = "aws:s3";
 const EVENTBRIDGE_S3_SOURCE: &str = "aws.s3";
 const EVENTBRIDGE_OBJECT_CREATED: &str = "Object Created";
 const S3_TEST_EVENT: &str = "s3:TestEvent";
+/// The `source` of the messages the poll enqueues.
+pub const POLL_SOURCE: &str = "s3-connector.poll";
+
+/// A file the poll of a source prefix found and no ledger record has decided, as the ingest
+/// queue message the poll sends for it: keys are plain text, as ListObjectsV2 gives them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolledFile {
+    pub bucket: String,
+    pub key: String,
+    /// Without the surrounding quotes.
+    pub etag: String,
+}
+
+impl PolledFile {
+    /// The message body: `{"source": "s3-connector.poll", "bucket", "key", "etag"}`.
+    pub fn message_body(&self) -> String {
+        serde_json::json!({
+            "source": POLL_SOURCE,
+            "bucket": self.bucket,
+            "key": self.key,
+            "etag": self.etag,
+        })
+        .to_string()
+    }
+}
 
 /// One object that was created, as announced by a notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +79,8 @@ pub enum Notification {
     /// object creations (deletions, folder markers, other sources) are left out; a message in which
     /// no record is an object creation is `Ignored` instead.
     Objects(Vec<ObjectCreated>),
+    /// A file the poll found and enqueued.
+    Polled(PolledFile),
     /// `s3:TestEvent`, sent when a bucket's notification configuration is saved.
     TestEvent,
     /// A well-formed message that announces nothing to ingest (e.g. `ObjectRemoved:Delete`, a
@@ -163,6 +194,15 @@ fn parse_value(value: Value, envelope: Envelope) -> Result<Notification, Notific
         }
         return parse_sns(&map);
     }
+    if map.get("source").and_then(Value::as_str) == Some(POLL_SOURCE) {
+        // Only the poll sends these, straight to the queue; SNS carries customers' messages.
+        if envelope == Envelope::Sns {
+            return Err(NotificationError::Unrecognized(
+                "a poll message inside an SNS message".into(),
+            ));
+        }
+        return parse_polled(map);
+    }
     if map.contains_key("detail-type") {
         return parse_eventbridge(map);
     }
@@ -178,6 +218,23 @@ fn parse_value(value: Value, envelope: Envelope) -> Result<Notification, Notific
             keys.join(", ")
         }
     )))
+}
+
+fn parse_polled(mut map: Map<String, Value>) -> Result<Notification, NotificationError> {
+    map.remove("source");
+    let file: PolledFile = typed(Value::Object(map), "the poll message")?;
+    for (field, value) in [
+        ("bucket", &file.bucket),
+        ("key", &file.key),
+        ("etag", &file.etag),
+    ] {
+        if value.is_empty() {
+            return Err(NotificationError::MissingField {
+                field: field.to_owned(),
+            });
+        }
+    }
+    Ok(Notification::Polled(file))
 }
 
 fn envelope_name(envelope: Envelope) -> &'static str {
@@ -455,6 +512,63 @@ fn missing(at: &str, field: &str) -> NotificationError {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_poll_message_carries_its_key_exactly() {
+        for key in [
+            "in/plain.csv",
+            "in/a+b.csv",
+            "in/a%2Bb.csv",
+            "in/100% done.csv",
+            "in/données/日本 1.csv",
+        ] {
+            let file = PolledFile {
+                bucket: "acme-data".into(),
+                key: key.into(),
+                etag: "9bb58f26192e4ba00f01e2e7b136bbd8".into(),
+            };
+            let body = file.message_body();
+            assert_eq!(
+                serde_json::from_str::<Value>(&body).unwrap()["source"],
+                POLL_SOURCE
+            );
+            match parse_message(&body).unwrap() {
+                Notification::Polled(parsed) => assert_eq!(parsed, file, "{key}"),
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_poll_message_that_is_incomplete_or_wrapped_is_refused() {
+        let cases = [
+            (
+                json!({"source": POLL_SOURCE, "bucket": "b", "key": "k"}),
+                "missing field `etag`",
+            ),
+            (
+                json!({"source": POLL_SOURCE, "bucket": "b", "key": "", "etag": "e"}),
+                "key is missing",
+            ),
+            (
+                json!({"source": POLL_SOURCE, "bucket": "b", "key": "k", "etag": "e", "extra": 1}),
+                "unknown field `extra`",
+            ),
+            (
+                json!({"Type": "Notification", "TopicArn": "arn:aws:sns:us-east-1:1:t",
+                       "Message": json!({"source": POLL_SOURCE, "bucket": "b", "key": "k", "etag": "e"}).to_string()}),
+                "a poll message inside an SNS message",
+            ),
+        ];
+        for (body, expected) in cases {
+            let error = parse_message(&body.to_string()).expect_err("refused");
+            let text = format!(
+                "{error} {:?}",
+                std::error::Error::source(&error).map(ToString::to_string)
+            );
+            assert!(text.contains(expected), "{body}: {text}");
+        }
+    }
 
     #[test]
     fn decode_s3_event_key_cases() {

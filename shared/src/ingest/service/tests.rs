@@ -11,6 +11,7 @@ use super::*;
 use crate::domain::connector::platform::OwnResources;
 use crate::domain::connector::{Encryption, SseMode};
 use crate::domain::testing::{EXTERNAL_ID, ingest_connector};
+use crate::fakes::ingest_queue::MemoryPolledFileQueue;
 use crate::fakes::lake::MemoryLake;
 use crate::fakes::ledger::MemoryLedger;
 use crate::fakes::storage::{Fault, MemoryStorage, Op};
@@ -28,12 +29,14 @@ type Service = IngestService<
     MemorySts,
     MemorySecretStore,
     MemoryStorage,
+    MemoryPolledFileQueue,
 >;
 
 struct World {
     service: Service,
     storage: MemoryStorage,
     lake: Arc<MemoryLake>,
+    poll_queue: MemoryPolledFileQueue,
     connector: Connector,
 }
 
@@ -69,18 +72,21 @@ fn world_with(connector: Connector, settings: IngestSettings) -> World {
         );
     });
     let lake = Arc::new(MemoryLake::new());
+    let poll_queue = MemoryPolledFileQueue::default();
     let service = IngestService::new(
         lake.clone(),
         MemoryLedger::new(),
         connectors,
         Arc::new(broker),
         storage.clone(),
+        poll_queue.clone(),
         settings,
     );
     World {
         service,
         storage,
         lake,
+        poll_queue,
         connector,
     }
 }
@@ -105,6 +111,30 @@ impl World {
 
     async fn deliver(&self, key: &str) -> Result<Handled, IngestError> {
         self.service.handle(&found(key)).await
+    }
+
+    /// Delivers the files the poll sent since the last call, as s3-ingest does a poll message.
+    async fn deliver_polled(&self) -> Vec<Handled> {
+        let mut handled = Vec::new();
+        for file in self.poll_queue.take_new() {
+            let polled = FoundObject {
+                bucket: file.bucket,
+                key: file.key,
+                e_tag: Some(file.etag),
+                intake: Intake::Poll,
+            };
+            handled.push(
+                self.service
+                    .handle(&polled)
+                    .await
+                    .expect("a polled file is decided"),
+            );
+        }
+        handled
+    }
+
+    fn polled_keys(&self) -> Vec<String> {
+        self.poll_queue.sent().into_iter().map(|f| f.key).collect()
     }
 
     fn keys(&self) -> Vec<String> {
@@ -810,39 +840,97 @@ async fn a_sidecar_stops_listing_rows_at_its_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_poll_loads_what_no_notification_brought_and_nothing_twice() {
+async fn the_poll_sends_what_no_notification_brought_and_it_loads_once() {
     let w = world(json!({"table": "orders", "success_dir": "done/"}));
     w.drop_file("incoming/notified.csv", GOOD_CSV);
     finished(w.deliver("incoming/notified.csv").await.unwrap());
-    w.drop_file("incoming/missed.csv", "id,name\n4,dee\n");
+    w.drop_file("incoming/missed 1+2.csv", "id,name\n4,dee\n");
     w.drop_file("incoming/bad.csv", "");
     w.drop_file("incoming/sub/", "");
     let report = w.service.poll(None).await.unwrap();
-    assert_eq!((report.connectors, report.files), (1, 2), "{report:?}");
+    assert_eq!((report.connectors, report.queued), (1, 2), "{report:?}");
     assert!(report.failed.is_empty(), "{report:?}");
-    assert_eq!(w.lake_ids(), vec![1, 2, 3, 4]);
-    // The bad file stays (no failed folder) and is not tried again by the next poll; the
-    // notification of the missed file, arriving late, finds it gone.
-    let again = w.service.poll(None).await.unwrap();
-    assert_eq!(again.files, 0, "{again:?}");
     assert_eq!(
-        w.deliver("incoming/missed.csv").await.unwrap(),
+        w.polled_keys(),
+        vec!["incoming/bad.csv", "incoming/missed 1+2.csv"]
+    );
+    let sent = w.poll_queue.sent();
+    assert!(
+        sent.iter()
+            .all(|f| f.bucket == BUCKET && !f.etag.is_empty()),
+        "{sent:?}"
+    );
+    // Nothing is loaded by the poll itself.
+    assert_eq!(w.parts(), 1);
+    // A second poll before the queue is drained sends them again; both copies load once.
+    let again = w.service.poll(None).await.unwrap();
+    assert_eq!(again.queued, 2, "{again:?}");
+    let handled = w.deliver_polled().await;
+    let finished_count = handled
+        .iter()
+        .filter(|h| matches!(h, Handled::Finished(_)))
+        .count();
+    assert_eq!(finished_count, 2, "{handled:?}");
+    assert_eq!(w.lake_ids(), vec![1, 2, 3, 4]);
+    assert_eq!(w.parts(), 2);
+    let missed = w
+        .service
+        .ledger()
+        .files()
+        .into_iter()
+        .find(|f| f.file.key == "incoming/missed 1+2.csv")
+        .expect("recorded");
+    assert_eq!(missed.intake, Intake::Poll);
+    // The bad file stays (no failed folder) and is not sent again by the next poll; the
+    // notification of the missed file, arriving late, finds it gone.
+    let later = w.service.poll(None).await.unwrap();
+    assert_eq!(later.queued, 0, "{later:?}");
+    assert_eq!(
+        w.deliver("incoming/missed 1+2.csv").await.unwrap(),
         Handled::Gone
     );
     assert_eq!(w.parts(), 2);
     assert_eq!(
         w.keys(),
         vec![
-            "done/missed.csv",
+            "done/missed 1+2.csv",
             "done/notified.csv",
             "incoming/bad.csv",
             "incoming/sub/"
         ]
     );
-    // Past its time budget a poll starts nothing and says what it left.
+    // Past its time budget a poll sends nothing and says what it left.
     w.drop_file("incoming/later.csv", "id,name\n5,eve\n");
     let late = w.service.poll(Some(Instant::now())).await.unwrap();
-    assert_eq!((late.files, late.left_for_next_poll), (0, 1), "{late:?}");
+    assert_eq!((late.queued, late.left_for_next_poll), (0, 1), "{late:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_whose_send_fails_says_so_and_the_next_poll_sends_the_files() {
+    let w = world(json!({"table": "orders"}));
+    w.drop_file("incoming/a.csv", GOOD_CSV);
+    w.poll_queue.fail_next(AwsCallError {
+        service: "sqs",
+        operation: "SendMessageBatch",
+        code: Some("RequestThrottled".into()),
+        message: "Request is throttled.".into(),
+        http_status: Some(403),
+        retryable: true,
+    });
+    let report = w.service.poll(None).await.unwrap();
+    assert_eq!(report.queued, 0, "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(
+        report.failed[0].contains(&w.connector.connector_id)
+            && report.failed[0].contains("RequestThrottled"),
+        "{report:?}"
+    );
+    assert!(w.poll_queue.sent().is_empty());
+    assert_eq!(w.keys(), vec!["incoming/a.csv"], "the file waits in place");
+    let next = w.service.poll(None).await.unwrap();
+    assert_eq!((next.queued, next.failed.len()), (1, 0), "{next:?}");
+    w.deliver_polled().await;
+    assert_eq!(w.lake_ids(), vec![1, 2, 3]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -858,10 +946,12 @@ async fn a_poll_lists_a_connector_up_to_its_limit_and_the_rest_next_time() {
     }
     // Pages of 2: the second page crosses the limit of 3 and is finished, the third waits.
     let first = w.service.poll(None).await.unwrap();
-    assert_eq!(first.files, 4, "{first:?}");
+    assert_eq!(first.queued, 4, "{first:?}");
+    w.deliver_polled().await;
     assert_eq!(w.keys(), vec!["incoming/5.csv"]);
     let second = w.service.poll(None).await.unwrap();
-    assert_eq!(second.files, 1, "{second:?}");
+    assert_eq!(second.queued, 1, "{second:?}");
+    w.deliver_polled().await;
     assert_eq!(w.lake_ids(), vec![1, 2, 3, 4, 5]);
 }
 
@@ -877,7 +967,8 @@ async fn a_poll_skips_a_connector_that_is_no_longer_active() {
         }
     });
     let report = w.service.poll(None).await.unwrap();
-    assert_eq!((report.connectors, report.files), (0, 0), "{report:?}");
+    assert_eq!((report.connectors, report.queued), (0, 0), "{report:?}");
+    assert!(w.poll_queue.sent().is_empty());
     assert_eq!(w.keys(), vec!["incoming/a.csv"]);
     assert!(w.service.ledger().files().is_empty());
 }
