@@ -2,14 +2,14 @@
 //! conditional-write rules as the DynamoDB and Secrets Manager adapters, and let a test run a
 //! "concurrent" change right before the next write, to reproduce races deterministically.
 //! `storage` and `sts` fake the customer's bucket and AWS STS, `lake` the platform's tables,
-//! `runs` the runs table and the export queue, `claims` its in-flight markers, `ingest_queue` the
+//! `runs` the runs table, `claims` its in-flight markers, `queue` the export queue and the
 //! ingest queue the poll sends found files to.
 
 pub mod claims;
-pub mod ingest_queue;
 #[cfg(feature = "lake")]
 pub mod lake;
 pub mod ledger;
+pub mod queue;
 pub mod runs;
 pub mod storage;
 pub mod sts;

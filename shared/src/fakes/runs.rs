@@ -1,4 +1,4 @@
-//! In-memory runs table and export queue, with the DynamoDB adapter's rules: a run id is
+//! In-memory runs table, with the DynamoDB adapter's rules: a run id is
 //! written once, listings are newest first in pages whose `next` is the last run id of a full
 //! page, and watermarks move only from the state the caller expects. Failures can be injected
 //! per operation, and a "concurrent" change can run right before the next write.
@@ -6,10 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use crate::domain::export::run::{Run, RunMessage, Watermarks};
+use crate::domain::export::run::{Run, Watermarks};
 use crate::domain::export::task::{TaskRecord, TaskState};
-use crate::error::{AwsCallError, StoreError};
-use crate::ports::{Page, RunQueue, RunStore};
+use crate::error::StoreError;
+use crate::ports::{Page, RunStore};
 
 /// The operations of [`RunStore`], for injected failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,71 +298,6 @@ impl RunStore for MemoryRunStore {
     }
 }
 
-/// The export queue: messages in the order they were sent.
-#[derive(Default)]
-pub struct MemoryRunQueue {
-    messages: Mutex<Vec<RunMessage>>,
-    failures: Mutex<Vec<AwsCallError>>,
-    /// How many of `messages` a test has taken for delivery.
-    delivered: Mutex<usize>,
-}
-
-impl MemoryRunQueue {
-    pub fn messages(&self) -> Vec<RunMessage> {
-        self.messages.lock().expect("not poisoned").clone()
-    }
-
-    /// The messages sent since the last call (all of them are kept in `messages`).
-    pub fn take_new(&self) -> Vec<RunMessage> {
-        let messages = self.messages.lock().expect("not poisoned");
-        let mut delivered = self.delivered.lock().expect("not poisoned");
-        let new = messages[*delivered..].to_vec();
-        *delivered = messages.len();
-        new
-    }
-
-    /// The next send fails with `error` (and sends nothing).
-    pub fn fail_next(&self, error: AwsCallError) {
-        self.failures.lock().expect("not poisoned").push(error);
-    }
-
-    /// A throttled SendMessage, as SQS answers under load.
-    pub fn throttled() -> AwsCallError {
-        AwsCallError {
-            service: "sqs",
-            operation: "SendMessage",
-            code: Some("RequestThrottled".into()),
-            message: "Request is throttled.".into(),
-            http_status: Some(403),
-            retryable: true,
-        }
-    }
-}
-
-impl RunQueue for MemoryRunQueue {
-    async fn enqueue(&self, message: &RunMessage) -> Result<(), AwsCallError> {
-        if let Some(error) = self.failures.lock().expect("not poisoned").pop() {
-            return Err(error);
-        }
-        self.messages
-            .lock()
-            .expect("not poisoned")
-            .push(message.clone());
-        Ok(())
-    }
-
-    async fn enqueue_all(&self, messages: &[RunMessage]) -> Result<(), AwsCallError> {
-        if let Some(error) = self.failures.lock().expect("not poisoned").pop() {
-            return Err(error);
-        }
-        self.messages
-            .lock()
-            .expect("not poisoned")
-            .extend_from_slice(messages);
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -502,16 +437,5 @@ mod tests {
         store.fail_next(RunOp::List, StoreError::Corrupt("x".into()));
         assert!(store.list("con_1", 10, None).await.is_err());
         assert_eq!(store.list("con_1", 10, None).await.unwrap().items.len(), 1);
-
-        let queue = MemoryRunQueue::default();
-        queue.fail_next(MemoryRunQueue::throttled());
-        let message = RunMessage::start(&run("con_1", "run_01"));
-        assert_eq!(
-            queue.enqueue(&message).await.unwrap_err().code.as_deref(),
-            Some("RequestThrottled")
-        );
-        assert!(queue.messages().is_empty());
-        queue.enqueue(&message).await.unwrap();
-        assert_eq!(queue.messages(), [message]);
     }
 }

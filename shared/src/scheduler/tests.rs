@@ -9,7 +9,8 @@ use super::*;
 use crate::domain::connector::ConnectorStatus;
 use crate::domain::testing::stored_connector;
 use crate::fakes::MemoryConnectorStore;
-use crate::fakes::runs::{MemoryRunQueue, MemoryRunStore};
+use crate::fakes::queue::MemoryRunQueue;
+use crate::fakes::runs::MemoryRunStore;
 
 struct World {
     connectors: MemoryConnectorStore,

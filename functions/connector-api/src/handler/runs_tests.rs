@@ -14,7 +14,8 @@ use shared::domain::setup::PlatformIdentity;
 use shared::domain::setup::checks::ValidationReport;
 use shared::error::{AwsCallError, StoreError};
 use shared::fakes::ledger::MemoryLedger;
-use shared::fakes::runs::{MemoryRunQueue, MemoryRunStore, RunOp};
+use shared::fakes::queue::MemoryRunQueue;
+use shared::fakes::runs::{MemoryRunStore, RunOp};
 use shared::fakes::{MemoryConnectorStore, MemorySecretStore};
 
 use super::*;

@@ -11,9 +11,9 @@ use super::*;
 use crate::domain::connector::platform::OwnResources;
 use crate::domain::connector::{Encryption, SseMode};
 use crate::domain::testing::{EXTERNAL_ID, ingest_connector};
-use crate::fakes::ingest_queue::MemoryPolledFileQueue;
 use crate::fakes::lake::MemoryLake;
 use crate::fakes::ledger::MemoryLedger;
+use crate::fakes::queue::MemoryPolledFileQueue;
 use crate::fakes::storage::{Fault, MemoryStorage, Op};
 use crate::fakes::sts::{FakeRole, MemorySts};
 use crate::fakes::{MemoryConnectorStore, MemorySecretStore};
@@ -134,7 +134,11 @@ impl World {
     }
 
     fn polled_keys(&self) -> Vec<String> {
-        self.poll_queue.sent().into_iter().map(|f| f.key).collect()
+        self.poll_queue
+            .messages()
+            .into_iter()
+            .map(|f| f.key)
+            .collect()
     }
 
     fn keys(&self) -> Vec<String> {
@@ -854,7 +858,7 @@ async fn the_poll_sends_what_no_notification_brought_and_it_loads_once() {
         w.polled_keys(),
         vec!["incoming/bad.csv", "incoming/missed 1+2.csv"]
     );
-    let sent = w.poll_queue.sent();
+    let sent = w.poll_queue.messages();
     assert!(
         sent.iter()
             .all(|f| f.bucket == BUCKET && !f.etag.is_empty()),
@@ -909,14 +913,7 @@ async fn the_poll_sends_what_no_notification_brought_and_it_loads_once() {
 async fn a_poll_whose_send_fails_says_so_and_the_next_poll_sends_the_files() {
     let w = world(json!({"table": "orders"}));
     w.drop_file("incoming/a.csv", GOOD_CSV);
-    w.poll_queue.fail_next(AwsCallError {
-        service: "sqs",
-        operation: "SendMessageBatch",
-        code: Some("RequestThrottled".into()),
-        message: "Request is throttled.".into(),
-        http_status: Some(403),
-        retryable: true,
-    });
+    w.poll_queue.fail_next(MemoryPolledFileQueue::throttled());
     let report = w.service.poll(None).await.unwrap();
     assert_eq!(report.queued, 0, "{report:?}");
     assert_eq!(report.failed.len(), 1, "{report:?}");
@@ -925,7 +922,7 @@ async fn a_poll_whose_send_fails_says_so_and_the_next_poll_sends_the_files() {
             && report.failed[0].contains("RequestThrottled"),
         "{report:?}"
     );
-    assert!(w.poll_queue.sent().is_empty());
+    assert!(w.poll_queue.messages().is_empty());
     assert_eq!(w.keys(), vec!["incoming/a.csv"], "the file waits in place");
     let next = w.service.poll(None).await.unwrap();
     assert_eq!((next.queued, next.failed.len()), (1, 0), "{next:?}");
@@ -968,7 +965,7 @@ async fn a_poll_skips_a_connector_that_is_no_longer_active() {
     });
     let report = w.service.poll(None).await.unwrap();
     assert_eq!((report.connectors, report.queued), (0, 0), "{report:?}");
-    assert!(w.poll_queue.sent().is_empty());
+    assert!(w.poll_queue.messages().is_empty());
     assert_eq!(w.keys(), vec!["incoming/a.csv"]);
     assert!(w.service.ledger().files().is_empty());
 }
