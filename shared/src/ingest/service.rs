@@ -383,7 +383,12 @@ where
                 let Some(e_tag) = object.e_tag else { continue };
                 let identity = FileIdentity::new(&connector.bucket, &object.key, &e_tag);
                 let known = self.ledger.get(&identity.object_id()).await?;
-                if known.as_ref().is_some_and(|f| f.status.is_final()) {
+                // Decided files and files an invocation holds now are not sent: while the
+                // queue has a backlog, each poll would otherwise add a copy of every file in it.
+                if matches!(
+                    on_delivery(known.as_ref(), Utc::now().timestamp()),
+                    Delivery::Done(_) | Delivery::Busy { .. }
+                ) {
                     continue;
                 }
                 if until.is_some_and(|until| Instant::now() >= until) {

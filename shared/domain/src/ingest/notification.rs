@@ -541,10 +541,15 @@ mod tests {
 
     #[test]
     fn a_message_field_without_an_sns_type_is_no_sns_notification() {
-        for body in [json!({"Message": "{}"}), json!({"Type": 1, "TopicArn": "t"})] {
+        for body in [
+            json!({"Message": "{}"}),
+            json!({"Type": 1, "TopicArn": "t"}),
+        ] {
             let error = parse_message(&body.to_string()).expect_err("refused");
             assert!(
-                error.to_string().contains("neither an S3 event notification"),
+                error
+                    .to_string()
+                    .contains("neither an S3 event notification"),
                 "{body}: {error}"
             );
         }

@@ -931,6 +931,26 @@ async fn a_poll_whose_send_fails_says_so_and_the_next_poll_sends_the_files() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_does_not_send_a_file_an_invocation_holds_until_its_claim_lapses() {
+    let w = world(json!({"table": "orders"}));
+    w.drop_file("incoming/a.csv", GOOD_CSV);
+    // The claim is written, then the invocation stops writing: it still holds the file.
+    w.service.ledger().fail_writes_after(1);
+    assert!(w.deliver("incoming/a.csv").await.is_err());
+    w.service.ledger().heal();
+    assert_eq!(w.only_file().status, FileStatus::Processing);
+    let held = w.service.poll(None).await.unwrap();
+    assert_eq!(held.queued, 0, "{held:?}");
+    // Its holder crashed: once the lease lapses the poll sends the file and it loads.
+    w.lapse_leases();
+    let lapsed = w.service.poll(None).await.unwrap();
+    assert_eq!(lapsed.queued, 1, "{lapsed:?}");
+    w.deliver_polled().await;
+    assert_eq!(w.only_file().status, FileStatus::Succeeded);
+    assert_eq!(w.lake_ids(), vec![1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poll_lists_a_connector_up_to_its_limit_and_the_rest_next_time() {
     let settings = IngestSettings {
         poll_page_keys: 2,
