@@ -3,12 +3,13 @@
 //! outside them is refused rather than dropped silently or widening the schema mid-file,
 //! which batches already handed over could not follow.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{BufRead, BufReader};
 
 use arrow_schema::SchemaRef;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value as Json;
 
 use super::columns::{Batcher, Inferred, Value, expected, parse_text, plan};
@@ -198,6 +199,7 @@ pub(super) fn parse<E>(
     let mut rows = Rows {
         batcher: Batcher::new(plan, limits.batch_rows, on_batch),
         columns,
+        last_keys: Vec::new(),
         seen: Vec::new(),
         sampled_rows: sample.len(),
     };
@@ -215,6 +217,10 @@ pub(super) fn parse<E>(
 struct Rows<F> {
     batcher: Batcher<F>,
     columns: HashMap<String, (usize, ColumnType)>,
+    /// The keys of the last line read, in its order, with their columns: lines of one file
+    /// mostly repeat their keys in the same order, so the key at position `i` is first
+    /// compared with this one's `i`th before the (slower) map is asked.
+    last_keys: Vec<(String, usize, ColumnType)>,
     /// Output columns set by the line being read (a key given twice is refused).
     seen: Vec<usize>,
     sampled_rows: usize,
@@ -233,36 +239,200 @@ where
             reason,
             raw: raw(),
         };
-        let members = match serde_json::from_slice::<Object>(text) {
-            Ok(Object(members)) => members,
+        self.seen.clear();
+        // The line goes straight into the row: keys are borrowed from the text, and each
+        // value is read as its column's type, without a JSON tree in between.
+        let mut reader = serde_json::Deserializer::from_slice(text);
+        let read = serde::de::DeserializeSeed::deserialize(
+            LineSeed {
+                columns: &self.columns,
+                last_keys: &mut self.last_keys,
+                seen: &mut self.seen,
+                row: &mut self.batcher.row,
+                sampled_rows: self.sampled_rows,
+            },
+            &mut reader,
+        )
+        .and_then(|refusal| reader.end().map(|()| refusal));
+        match read {
+            Ok(None) => self.batcher.commit(None, line, raw),
+            Ok(Some((column, reason))) => self.batcher.reject(refuse(Some(column), reason)),
             Err(e) => {
                 let reason = if e.is_data() {
                     "the line is not a JSON object".to_owned()
                 } else {
                     format!("the line is not valid JSON: {e}")
                 };
-                return self.batcher.reject(refuse(None, reason));
+                self.batcher.reject(refuse(None, reason))
             }
-        };
-        self.seen.clear();
-        for (key, value) in members {
-            let Some(&(out, column_type)) = self.columns.get(&key) else {
+        }
+    }
+}
+
+/// A line's key and why the line is refused for it.
+type Refusal = Option<(String, String)>;
+
+/// Reads one line's object into `row`; the first key that refuses the line (one outside the
+/// columns, one given twice, a value its column cannot take) is kept, and the rest of the line
+/// is still read, so that a line that is not valid JSON is refused for that instead.
+struct LineSeed<'r> {
+    columns: &'r HashMap<String, (usize, ColumnType)>,
+    last_keys: &'r mut Vec<(String, usize, ColumnType)>,
+    seen: &'r mut Vec<usize>,
+    row: &'r mut [Value],
+    sampled_rows: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for LineSeed<'_> {
+    type Value = Refusal;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Refusal, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LineSeed<'_> {
+    type Value = Refusal;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Refusal, A::Error> {
+        let mut position = 0;
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let known = match self.last_keys.get(position) {
+                Some((last, out, column_type)) if *last == *key => Some((*out, *column_type)),
+                _ => self.columns.get(key.as_ref()).copied(),
+            };
+            let Some((out, column_type)) = known else {
+                map.next_value::<IgnoredAny>()?;
                 let reason = format!(
                     "the key {key:?} is not among the columns found in the first {} rows",
                     self.sampled_rows
                 );
-                return self.batcher.reject(refuse(Some(key), reason));
+                return refuse_rest(map, key.into_owned(), reason);
             };
             if self.seen.contains(&out) {
+                map.next_value::<IgnoredAny>()?;
                 let reason = format!("the key {key:?} appears twice");
-                return self.batcher.reject(refuse(Some(key), reason));
+                return refuse_rest(map, key.into_owned(), reason);
             }
             self.seen.push(out);
-            match convert(column_type, value) {
-                Ok(value) => self.batcher.row[out] = value,
-                Err(reason) => return self.batcher.reject(refuse(Some(key), reason)),
+            match map.next_value_seed(ValueSeed(column_type))? {
+                Ok(value) => self.row[out] = value,
+                Err(reason) => return refuse_rest(map, key.into_owned(), reason),
+            }
+            match self.last_keys.get_mut(position) {
+                Some(last) if last.0 == *key => {}
+                Some(last) => *last = (key.into_owned(), out, column_type),
+                None => self.last_keys.push((key.into_owned(), out, column_type)),
+            }
+            position += 1;
+        }
+        Ok(None)
+    }
+}
+
+/// Reads the rest of a refused line (it must still be valid JSON) and refuses it for `key`.
+fn refuse_rest<'de, A: MapAccess<'de>>(
+    mut map: A,
+    key: String,
+    reason: String,
+) -> Result<Refusal, A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(Some((key, reason)))
+}
+
+/// An object key, borrowed from the line unless it holds escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
             }
         }
-        self.batcher.commit(None, line, raw)
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// One value as a column of its type: strings are converted straight from the line's text;
+/// every other JSON value goes through [`convert`], as a tree of its own.
+struct ValueSeed(ColumnType);
+
+impl<'de> serde::de::DeserializeSeed<'de> for ValueSeed {
+    type Value = Result<Value, String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed {
+    type Value = Result<Value, String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(match self.0 {
+            ColumnType::String => Ok(Value::Text(v.to_owned())),
+            column_type => parse_text(column_type, v.as_bytes()),
+        })
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(match self.0 {
+            ColumnType::String => Ok(Value::Text(v)),
+            column_type => parse_text(column_type, v.as_bytes()),
+        })
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Ok(Value::Null))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(convert(self.0, Json::Bool(v)))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(convert(self.0, Json::from(v)))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(convert(self.0, Json::from(v)))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        // serde_json reads no non-finite number, so `from_f64` always gives one.
+        Ok(convert(
+            self.0,
+            serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number),
+        ))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        let tree = Json::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+        Ok(convert(self.0, tree))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let tree = Json::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(convert(self.0, tree))
     }
 }

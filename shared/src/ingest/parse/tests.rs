@@ -779,6 +779,49 @@ fn jsonl_bad_lines_and_unknown_keys() {
     assert_eq!(parsed.summary.rows + parsed.summary.bad_rows, 9);
 }
 
+/// Lines are read straight into the row: keys in any order (the previous line's order is
+/// only a hint), keys and values with escapes, and a line refused for a key is still refused as
+/// invalid JSON when it is.
+#[test]
+fn jsonl_keys_in_any_order_with_escapes() {
+    let parsed = jsonl(
+        "{\"id\":1,\"name\":\"a\",\"ok\":true}\n\
+         {\"ok\":false,\"na\\u006de\":\"b\\\"q\",\"id\":\"\\u0032\"}\n\
+         {\"name\":true,\"id\":3}\n\
+         {\"id\":4,\"name\":\"c\"}\n\
+         {\"id\":5,\"extra\":1,\"name\":}\n\
+         {\"id\":6,\"extra\":[1,{\"x\":2}],\"name\":\"d\"}\n",
+        None,
+        1,
+    );
+    assert_eq!(parsed.names(), vec!["id", "name", "ok"]);
+    assert_eq!(
+        parsed.types(),
+        vec![DataType::Int64, DataType::Utf8, DataType::Boolean]
+    );
+    assert_eq!(parsed.column("id"), vec![s("1"), s("2"), s("3"), s("4")]);
+    assert_eq!(
+        parsed.column("name"),
+        vec![s("a"), s("b\"q"), s("true"), s("c")]
+    );
+    assert_eq!(parsed.column("ok"), vec![s("true"), s("false"), None, None]);
+    assert_eq!(
+        parsed.reasons(),
+        vec![
+            (
+                5,
+                None,
+                "the line is not valid JSON: expected value at line 1 column 26"
+            ),
+            (
+                6,
+                Some("extra"),
+                "the key \"extra\" is not among the columns found in the first 1 rows"
+            ),
+        ]
+    );
+}
+
 #[test]
 fn jsonl_against_a_table() {
     let table = table(vec![
