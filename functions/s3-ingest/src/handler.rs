@@ -14,7 +14,6 @@ use std::time::Instant;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt;
 use serde_json::Value;
-use shared::domain::ingest::file::Intake;
 use shared::domain::ingest::notification::{Notification, parse_message};
 use shared::ingest::service::{FoundObject, Handled, IngestFiles};
 use tracing::{Instrument, error, info, info_span, warn};
@@ -89,7 +88,7 @@ async fn handle_message<I: IngestFiles>(
     message: &SqsMessage,
 ) -> bool {
     let body = message.body.as_deref().unwrap_or_default();
-    let found_objects: Vec<FoundObject> = match parse_message(body) {
+    let files: Vec<FoundObject> = match parse_message(body) {
         Ok(Notification::TestEvent) => {
             info!(message_id, "S3 test event acknowledged");
             return true;
@@ -98,21 +97,10 @@ async fn handle_message<I: IngestFiles>(
             info!(message_id, %reason, "notification acknowledged: nothing to ingest");
             return true;
         }
-        Ok(Notification::Objects(objects)) => objects
-            .into_iter()
-            .map(|object| FoundObject {
-                bucket: object.bucket,
-                key: object.key,
-                e_tag: object.etag,
-                intake: Intake::Notification,
-            })
-            .collect(),
-        Ok(Notification::Polled(file)) => vec![FoundObject {
-            bucket: file.bucket,
-            key: file.key,
-            e_tag: Some(file.etag),
-            intake: Intake::Poll,
-        }],
+        Ok(Notification::Objects(objects)) => {
+            objects.into_iter().map(FoundObject::notified).collect()
+        }
+        Ok(Notification::Polled(file)) => vec![FoundObject::polled(file)],
         Err(error) => {
             warn!(
                 message_id,
@@ -123,7 +111,7 @@ async fn handle_message<I: IngestFiles>(
         }
     };
     let mut all_done = true;
-    for found in found_objects {
+    for found in files {
         let span = info_span!("file", bucket = %found.bucket, key = %found.key);
         match ingest.ingest(&found).instrument(span).await {
             Ok(Handled::Finished(file)) => info!(

@@ -230,12 +230,15 @@ impl DynamoLake {
 
     /// Commits the next chunk of the load's parts: the head, the parts and the manifest's
     /// count move in one transaction, so a chunk is in entirely or not at all.
+    /// `tagged`: how many of the manifest's keys this call of `commit_load` has tagged
+    /// committed already, so that a chunk retried after a lost race is not tagged again.
     async fn commit_chunk(
         &self,
         tenant_id: &str,
         table: &str,
         load_id: &str,
         manifest: &LoadManifest,
+        tagged: &mut usize,
     ) -> Result<Commit, LakeError> {
         let done = manifest.seqs.len();
         let end = (done + LOAD_PARTS_PER_COMMIT).min(manifest.keys.len());
@@ -249,8 +252,12 @@ impl DynamoLake {
                 .await?;
         }
         // Before the catalog names them, so that no committed part is left to expire.
-        self.mark_committed(table, &manifest.keys[done..end])
-            .await?;
+        let untagged = (*tagged).max(done);
+        if untagged < end {
+            self.mark_committed(table, &manifest.keys[untagged..end])
+                .await?;
+            *tagged = end;
+        }
         let created_at = now();
         let parts: Vec<LakePart> = (done..end)
             .enumerate()
@@ -994,9 +1001,10 @@ impl Lake for DynamoLake {
             .record_manifest(tenant_id, table, load_id, parts)
             .await?;
         let mut lost = 0;
+        let mut tagged = 0;
         while manifest.seqs.len() < manifest.keys.len() {
             if self
-                .commit_chunk(tenant_id, table, load_id, &manifest)
+                .commit_chunk(tenant_id, table, load_id, &manifest, &mut tagged)
                 .await?
                 == Commit::Lost
             {

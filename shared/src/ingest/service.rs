@@ -28,7 +28,7 @@ use crate::domain::ingest::file::{
     Delivery, FILE_LEASE_SECONDS, FileIdentity, FileStatus, IngestFile, Intake, Placement, Verdict,
     on_delivery, placement, quarantine_error, route, sidecar_key,
 };
-use crate::domain::ingest::notification::PolledFile;
+use crate::domain::ingest::notification::{ObjectCreated, PolledFile};
 use crate::error::{AwsCallError, StoreError};
 use crate::ingest::parse::{BadRow, FileError, ParseError, ParseSettings, ParsedBatch, parse_file};
 use crate::ingest::source::StoreSource;
@@ -118,6 +118,28 @@ pub struct FoundObject {
     /// The ETag the notification or listing gave, when it gave one.
     pub e_tag: Option<String>,
     pub intake: Intake,
+}
+
+impl FoundObject {
+    /// A file a bucket notification announced.
+    pub fn notified(object: ObjectCreated) -> Self {
+        Self {
+            bucket: object.bucket,
+            key: object.key,
+            e_tag: object.etag,
+            intake: Intake::Notification,
+        }
+    }
+
+    /// A file the poll found and sent to the ingest queue.
+    pub fn polled(file: PolledFile) -> Self {
+        Self {
+            bucket: file.bucket,
+            key: file.key,
+            e_tag: Some(file.etag),
+            intake: Intake::Poll,
+        }
+    }
 }
 
 /// What became of a delivery; every one of these lets the message go.
@@ -375,6 +397,7 @@ where
                     ))
                 })?;
             let mut found = Vec::new();
+            let now = Utc::now().timestamp();
             for object in page.objects {
                 listed += 1;
                 if crate::domain::ingest::file::ingestible(connector, &object.key).is_err() {
@@ -386,7 +409,7 @@ where
                 // Decided files and files an invocation holds now are not sent: while the
                 // queue has a backlog, each poll would otherwise add a copy of every file in it.
                 if matches!(
-                    on_delivery(known.as_ref(), Utc::now().timestamp()),
+                    on_delivery(known.as_ref(), now),
                     Delivery::Done(_) | Delivery::Busy { .. }
                 ) {
                     continue;

@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::clean_up::TestObjects;
 use super::{NEEDS_BUCKET, elapsed_ms, timed};
 use crate::domain::connector::{AuthMode, Connector, Direction, SseMode};
-use crate::domain::ingest::file::{Placement, SIDECAR_SUFFIX, ingestible, placement};
+use crate::domain::ingest::file::{SIDECAR_SUFFIX, ingestible};
 use crate::domain::setup::checks::{
     self, CHECK_DIR, CheckId, CheckResult, CheckStatus, missing_permission, objects_arn,
 };
@@ -238,13 +238,9 @@ impl<'a, B: ObjectStore> CheckRun<'a, B> {
         let Some(ingest) = self.c.ingest_options() else {
             return written;
         };
-        let beside_source = [true, false].into_iter().any(|good| {
-            !matches!(
-                placement(ingest, &self.c.prefix, &self.c.prefix, good),
-                Placement::Move { .. }
-            )
-        });
-        if !beside_source {
+        // With both folders set every file is moved (`domain::ingest::file::placement`), and
+        // its sidecar goes beside it in a folder the move check covers.
+        if ingest.success_dir.is_some() && ingest.failed_dir.is_some() {
             return written;
         }
         let check_name = CHECK_DIR.trim_end_matches('/');

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use shared::domain::export::run::RunError;
-use shared::domain::ingest::file::FileStatus;
+use shared::domain::ingest::file::{FileStatus, Intake};
 use shared::error::AwsCallError;
 use shared::ingest::service::{IngestError, PollReport};
 

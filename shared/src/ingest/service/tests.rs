@@ -117,12 +117,7 @@ impl World {
     async fn deliver_polled(&self) -> Vec<Handled> {
         let mut handled = Vec::new();
         for file in self.poll_queue.take_new() {
-            let polled = FoundObject {
-                bucket: file.bucket,
-                key: file.key,
-                e_tag: Some(file.etag),
-                intake: Intake::Poll,
-            };
+            let polled = FoundObject::polled(file);
             handled.push(
                 self.service
                     .handle(&polled)
